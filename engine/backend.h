@@ -1,0 +1,99 @@
+#pragma once
+// The backend interface: every op the layers, losses and optimizers need, on tensors of one device.
+// Nets and attacks only talk to this interface, so the CUDA backend slots in without changing them.
+//
+// Conventions:
+// - Activations are NCHW f32, contiguous. Linear weights are [out, in]; conv weights are OIHW.
+// - Parameter gradients ACCUMULATE (+=) into their destination, like PyTorch's .grad; zero them first.
+// - Input gradients (dx) OVERWRITE their destination. A null pointer means "not needed" and is skipped.
+// - Outputs never alias inputs unless an op says so.
+#include <memory>
+#include <string>
+
+#include "engine/tensor.h"
+#include "kernels/elementwise.h"
+#include "kernels/geometry.h"
+
+namespace lethe {
+
+using kernels::Conv2dGeom;
+using kernels::Pool2dGeom;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+  virtual int threads() const = 0;
+
+  // --- memory and elementwise
+  virtual void fill(Tensor& t, float value) = 0;
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;          // same numel and dtype
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y) = 0;  // y = a + b; y may alias a or b
+  virtual void axpy(float alpha, const Tensor& x, Tensor& y) = 0;    // y += alpha * x
+  virtual void scale(Tensor& y, float alpha) = 0;                     // y *= alpha
+  virtual double dot(const Tensor& a, const Tensor& b) = 0;           // Σ a·b in double, deterministic order
+  virtual double sum_squares(const Tensor& a) = 0;
+
+  // --- fixed per-channel input normalisation: y = (x - mean[c]) / std[c]; backward dx = dy / std[c]
+  virtual void normalize_forward(const Tensor& x, const Tensor& mean, const Tensor& inv_std, Tensor& y) = 0;
+  virtual void normalize_backward(const Tensor& dy, const Tensor& inv_std, Tensor& dx) = 0;
+
+  // --- dense: x [N, in], w [out, in], b [out] or null, y [N, out]
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) = 0;
+  virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
+                               Tensor* db) = 0;
+
+  // --- convolution: x [N,C,H,W], w [O,C,KH,KW], b [O] or null, y [N,O,HO,WO]
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom&) = 0;
+  virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
+                               Tensor* db, const Conv2dGeom&) = 0;
+
+  // --- pooling (max pool's backward recomputes the window argmax: first maximum wins, as in PyTorch)
+  virtual void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom&) = 0;
+  virtual void maxpool2d_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const Pool2dGeom&) = 0;
+  // count_include_pad = true, PyTorch's default; AdaptiveAvgPool2d(1) is the kernel = H×W case.
+  virtual void avgpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom&) = 0;
+  virtual void avgpool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dGeom&) = 0;
+
+  // --- BatchNorm2d. Train mode normalises with batch statistics, updates the running ones in place
+  // (unbiased variance, PyTorch momentum), and saves mean and 1/sqrt(var+eps) for backward. Eval mode uses the
+  // running statistics and also fills save_mean/save_invstd from them.
+  virtual void batchnorm2d_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                                   Tensor& running_var, bool batch_stats, float momentum, float eps, Tensor& y,
+                                   Tensor& save_mean, Tensor& save_invstd) = 0;
+  // batch_stats selects the train-mode gradient (through the batch statistics) or the eval-mode one.
+  virtual void batchnorm2d_backward(const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
+                                    const Tensor& save_invstd, const Tensor& dy, bool batch_stats, Tensor* dx,
+                                    Tensor* dgamma, Tensor* dbeta) = 0;
+
+  // --- activations
+  virtual void relu_forward(const Tensor& x, Tensor& y) = 0;                     // y may alias x
+  virtual void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;  // dx may alias dy
+
+  // --- losses and outputs over logits [N, K]
+  // Fused softmax cross-entropy, mean over the batch. Writes the probabilities (needed by backward) and returns
+  // the mean loss. Labels are i64 [N] in [0, K).
+  virtual double softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs) = 0;
+  // dlogits = (probs - onehot(labels)) * scale; scale is 1/N for the mean loss.
+  virtual void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale, Tensor& dlogits) = 0;
+  virtual void softmax(const Tensor& logits, Tensor& probs) = 0;
+  virtual void log_softmax(const Tensor& logits, Tensor& out) = 0;
+  virtual void argmax_rows(const Tensor& logits, Tensor& out_i64) = 0;
+
+  // --- optimizers: one fused pass over the flat parameter arena
+  virtual void sgd_step(Tensor& params, const Tensor& grads, Tensor& momentum_buf, const kernels::SgdHyper&) = 0;
+  virtual void adam_step(Tensor& params, const Tensor& grads, Tensor& m, Tensor& v, const kernels::AdamHyper&) = 0;
+
+  // --- random fills (Philox: element i of (seed, stream) is the same on every backend)
+  virtual void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) = 0;
+  virtual void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) = 0;
+};
+
+// Creates the backend for "cpu", "cuda" or "auto". threads <= 0 means the machine's core count.
+// Throws a UsageError naming the problem if the device is unavailable (e.g. cuda in a CPU-only build).
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+bool cuda_available();  // built with CUDA and a device is present
+
+}  // namespace lethe

@@ -1,0 +1,55 @@
+#pragma once
+// The training loop and evaluation, shared by the CLI, the unlearning methods and the benchmarks.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/data.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+#include "engine/schedule.h"
+
+namespace lethe {
+
+struct TrainConfig {
+  int epochs = 1;
+  int64_t batch = 128;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  uint64_t seed = 0;           // shuffling
+  bool shuffle = true;
+  bool drop_last = false;
+  bool freeze_bn = false;      // BatchNorm in eval mode while training (Hu et al.'s fine-tuning)
+  nlohmann::json to_json() const;
+};
+
+struct EpochReport {
+  int epoch = 0;               // 0-based
+  double loss = 0;             // mean over the epoch
+  double accuracy = 0;         // training accuracy over the epoch
+  float lr = 0;
+  double seconds = 0;
+  int64_t samples = 0;
+};
+
+// Progress within an epoch: samples done of total, running mean loss.
+using ProgressFn = std::function<void(int epoch, int64_t done, int64_t total, double loss)>;
+using EpochFn = std::function<void(const EpochReport&)>;
+
+// Trains in place. Throws InputError if the data's shape or labels do not fit the model.
+std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg,
+                               const ProgressFn& progress = {}, const EpochFn& on_epoch = {});
+
+struct EvalReport {
+  int64_t n = 0;
+  double accuracy = 0;
+  double loss = 0;                          // mean cross-entropy
+  std::vector<double> per_class_accuracy;   // NaN-free: classes with no samples report 0 and count 0
+  std::vector<int64_t> per_class_count;
+};
+EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk = 1024);
+
+}  // namespace lethe

@@ -1,0 +1,67 @@
+#pragma once
+// Per-element math shared by the CPU loops and the CUDA kernels. Each function is the single definition of its
+// formula; backends only decide how to iterate.
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/hd.h"
+
+namespace lethe::kernels {
+
+LETHE_HD float relu(float x) { return x > 0.0f ? x : 0.0f; }
+// Gradient through ReLU, taken from the output (y > 0 iff x > 0), as PyTorch's threshold_backward does.
+LETHE_HD float relu_backward(float y, float dy) { return y > 0.0f ? dy : 0.0f; }
+
+// (x - mean) / std per channel; the model's fixed input normalisation.
+LETHE_HD float normalize(float x, float mean, float inv_std) { return (x - mean) * inv_std; }
+
+// BatchNorm's affine normalisation with precomputed statistics.
+LETHE_HD float batchnorm_apply(float x, float mean, float invstd, float gamma, float beta) {
+  return (x - mean) * invstd * gamma + beta;
+}
+LETHE_HD float batchnorm_invstd(float var, float eps) { return 1.0f / sqrtf(var + eps); }
+// Running statistics: PyTorch blends with `momentum` and stores the *unbiased* batch variance.
+LETHE_HD float running_update(float running, float batch_value, float momentum) {
+  return (1.0f - momentum) * running + momentum * batch_value;
+}
+// dx of train-mode BatchNorm for one element, given per-channel sums over the batch:
+// sum_dy = Σ dy, sum_dy_xhat = Σ dy·x̂, count = N·H·W.
+LETHE_HD float batchnorm_train_dx(float dy, float xhat, float gamma, float invstd, float sum_dy, float sum_dy_xhat,
+                                  float count) {
+  return gamma * invstd * (dy - sum_dy / count - xhat * sum_dy_xhat / count);
+}
+
+struct SgdHyper {
+  float lr, momentum, dampening, weight_decay;
+  bool nesterov, first_step;
+};
+// torch.optim.SGD, one element: weight decay folds into the gradient; the momentum buffer starts as the gradient.
+LETHE_HD void sgd_update(float& param, float grad, float& momentum_buf, const SgdHyper& h) {
+  float d = grad + h.weight_decay * param;
+  if (h.momentum != 0.0f) {
+    momentum_buf = h.first_step ? d : h.momentum * momentum_buf + (1.0f - h.dampening) * d;
+    d = h.nesterov ? d + h.momentum * momentum_buf : momentum_buf;
+  }
+  param -= h.lr * d;
+}
+
+struct AdamHyper {
+  float lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;               // AdamW: decay the weights directly instead of adding wd·p to the gradient
+  float bias_correction1;       // 1 - beta1^t
+  float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+};
+// torch.optim.Adam / AdamW (amsgrad off), one element, in PyTorch's operation order.
+LETHE_HD void adam_update(float& param, float grad, float& m, float& v, const AdamHyper& h) {
+  if (h.decoupled) {
+    param *= 1.0f - h.lr * h.weight_decay;
+  } else {
+    grad += h.weight_decay * param;
+  }
+  m += (grad - m) * (1.0f - h.beta1);
+  v = h.beta2 * v + (1.0f - h.beta2) * grad * grad;
+  const float denom = sqrtf(v) / h.bias_correction2_sqrt + h.eps;
+  param -= (h.lr / h.bias_correction1) * (m / denom);
+}
+
+}  // namespace lethe::kernels
