@@ -181,7 +181,7 @@ class Residual final : public Layer {
  private:
   LayerPtr main_, shortcut_;
   std::string main_prefix_, shortcut_prefix_;
-  Tensor x_, y_, dsum_, dx_;
+  Tensor y_, dsum_, dx_;
 };
 
 }  // namespace lethe

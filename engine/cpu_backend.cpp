@@ -1,0 +1,249 @@
+// The CPU backend: shape checks, then the CPU twins in kernels/cpu.
+#include <omp.h>
+
+#include <thread>
+
+#include "engine/backend.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace lethe {
+
+namespace k = kernels::cpu;
+
+namespace {
+
+void expect_shape(const Tensor& t, const Shape& s, const char* what) {
+  LETHE_CHECK(t.shape() == s, std::string(what) + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(s));
+}
+void expect_cpu_f32(const Tensor& t, const char* what) {
+  LETHE_CHECK(t.defined(), std::string(what) + " is undefined");
+  LETHE_CHECK(t.device() == Device::CPU, std::string(what) + " is not on the CPU");
+  LETHE_CHECK(t.dtype() == DType::F32, std::string(what) + " is not F32");
+}
+void expect_same_numel(const Tensor& a, const Tensor& b, const char* what) {
+  LETHE_CHECK(a.numel() == b.numel(), std::string(what) + ": " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+}
+void expect_labels(const Tensor& labels, int64_t n, int64_t k) {
+  LETHE_CHECK(labels.dtype() == DType::I64 && labels.numel() == n, "labels must be I64 [" + std::to_string(n) + "]");
+  const int64_t* l = labels.i64();
+  for (int64_t i = 0; i < n; ++i)
+    LETHE_CHECK(l[i] >= 0 && l[i] < k, "label " + std::to_string(l[i]) + " outside [0, " + std::to_string(k) + ")");
+}
+Shape conv_out_shape(const Conv2dGeom& g) { return {g.n, g.o, g.ho, g.wo}; }
+Shape pool_out_shape(const Pool2dGeom& g) { return {g.n, g.c, g.ho, g.wo}; }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : threads_(threads), ws_(threads) { k::init_blas_single_thread(); }
+  Device device() const override { return Device::CPU; }
+  std::string name() const override { return "cpu"; }
+  int threads() const override { return threads_; }
+
+  void fill(Tensor& t, float value) override {
+    expect_cpu_f32(t, "fill target");
+    k::fill(t.f32(), t.numel(), value, threads_);
+  }
+  void copy(const Tensor& src, Tensor& dst) override {
+    LETHE_CHECK(src.dtype() == dst.dtype(), "copy between dtypes");
+    expect_same_numel(src, dst, "copy");
+    copy_bytes(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+  }
+  void add(const Tensor& a, const Tensor& b, Tensor& y) override {
+    expect_same_numel(a, b, "add");
+    expect_same_numel(a, y, "add output");
+    k::add(a.f32(), b.f32(), y.f32(), a.numel(), threads_);
+  }
+  void axpy(float alpha, const Tensor& x, Tensor& y) override {
+    expect_same_numel(x, y, "axpy");
+    k::axpy(alpha, x.f32(), y.f32(), x.numel(), threads_);
+  }
+  void scale(Tensor& y, float alpha) override { k::scale(y.f32(), y.numel(), alpha, threads_); }
+  double dot(const Tensor& a, const Tensor& b) override {
+    expect_same_numel(a, b, "dot");
+    return k::dot(a.f32(), b.f32(), a.numel(), threads_);
+  }
+  double sum_squares(const Tensor& a) override { return k::dot(a.f32(), a.f32(), a.numel(), threads_); }
+
+  void normalize_forward(const Tensor& x, const Tensor& mean, const Tensor& inv_std, Tensor& y) override {
+    LETHE_CHECK(x.ndim() == 4 && mean.numel() == x.dim(1) && inv_std.numel() == x.dim(1), "normalize shapes");
+    expect_same_numel(x, y, "normalize output");
+    k::normalize_forward(x.f32(), mean.f32(), inv_std.f32(), y.f32(), x.dim(0), x.dim(1), x.dim(2) * x.dim(3),
+                         threads_);
+  }
+  void normalize_backward(const Tensor& dy, const Tensor& inv_std, Tensor& dx) override {
+    LETHE_CHECK(dy.ndim() == 4 && inv_std.numel() == dy.dim(1), "normalize_backward shapes");
+    expect_same_numel(dy, dx, "normalize_backward output");
+    k::normalize_backward(dy.f32(), inv_std.f32(), dx.f32(), dy.dim(0), dy.dim(1), dy.dim(2) * dy.dim(3), threads_);
+  }
+
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override {
+    expect_cpu_f32(x, "linear input");
+    const int64_t n = x.dim(0), out = w.dim(0), in = w.dim(1);
+    LETHE_CHECK(x.numel() == n * in, "linear input " + shape_str(x.shape()) + " vs weight " + shape_str(w.shape()));
+    if (b) expect_shape(*b, {out}, "linear bias");
+    expect_shape(y, {n, out}, "linear output");
+    k::linear_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), n, in, out, threads_);
+  }
+  void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
+                       Tensor* db) override {
+    const int64_t n = x.dim(0), out = w.dim(0), in = w.dim(1);
+    expect_shape(dy, {n, out}, "linear dy");
+    if (dx) expect_same_numel(*dx, x, "linear dx");
+    if (dw) expect_shape(*dw, w.shape(), "linear dw");
+    if (db) expect_shape(*db, {out}, "linear db");
+    k::linear_backward(x.f32(), w.f32(), dy.f32(), dx ? dx->f32() : nullptr, dw ? dw->f32() : nullptr,
+                       db ? db->f32() : nullptr, n, in, out, threads_);
+  }
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom& g) override {
+    expect_cpu_f32(x, "conv input");
+    expect_shape(x, {g.n, g.c, g.h, g.w}, "conv input");
+    expect_shape(w, {g.o, g.c, g.kh, g.kw}, "conv weight");
+    if (b) expect_shape(*b, {g.o}, "conv bias");
+    expect_shape(y, conv_out_shape(g), "conv output");
+    k::conv2d_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), g, ws_, threads_);
+  }
+  void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db,
+                       const Conv2dGeom& g) override {
+    expect_shape(x, {g.n, g.c, g.h, g.w}, "conv input");
+    expect_shape(dy, conv_out_shape(g), "conv dy");
+    if (dx) expect_shape(*dx, x.shape(), "conv dx");
+    if (dw) expect_shape(*dw, w.shape(), "conv dw");
+    if (db) expect_shape(*db, {g.o}, "conv db");
+    k::conv2d_backward(x.f32(), w.f32(), dy.f32(), dx ? dx->f32() : nullptr, dw ? dw->f32() : nullptr,
+                       db ? db->f32() : nullptr, g, ws_, threads_);
+  }
+
+  void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom& g) override {
+    expect_shape(x, {g.n, g.c, g.h, g.w}, "pool input");
+    expect_shape(y, pool_out_shape(g), "pool output");
+    k::maxpool2d_forward(x.f32(), y.f32(), g, threads_);
+  }
+  void maxpool2d_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const Pool2dGeom& g) override {
+    expect_shape(dy, pool_out_shape(g), "pool dy");
+    expect_shape(dx, x.shape(), "pool dx");
+    k::maxpool2d_backward(x.f32(), dy.f32(), dx.f32(), g, threads_);
+  }
+  void avgpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom& g) override {
+    expect_shape(x, {g.n, g.c, g.h, g.w}, "pool input");
+    expect_shape(y, pool_out_shape(g), "pool output");
+    k::avgpool2d_forward(x.f32(), y.f32(), g, threads_);
+  }
+  void avgpool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dGeom& g) override {
+    expect_shape(dy, pool_out_shape(g), "pool dy");
+    expect_shape(dx, {g.n, g.c, g.h, g.w}, "pool dx");
+    k::avgpool2d_backward(dy.f32(), dx.f32(), g, threads_);
+  }
+
+  void batchnorm2d_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                           Tensor& running_var, bool batch_stats, float momentum, float eps, Tensor& y,
+                           Tensor& save_mean, Tensor& save_invstd) override {
+    LETHE_CHECK(x.ndim() == 4, "batchnorm input must be NCHW");
+    const int64_t c = x.dim(1);
+    for (const Tensor* t : {&gamma, &beta, static_cast<const Tensor*>(&running_mean), static_cast<const Tensor*>(&running_var),
+                            static_cast<const Tensor*>(&save_mean), static_cast<const Tensor*>(&save_invstd)})
+      expect_shape(*t, {c}, "batchnorm per-channel tensor");
+    expect_shape(y, x.shape(), "batchnorm output");
+    k::batchnorm_forward(x.f32(), gamma.f32(), beta.f32(), running_mean.f32(), running_var.f32(), batch_stats,
+                         momentum, eps, y.f32(), save_mean.f32(), save_invstd.f32(), x.dim(0), c,
+                         x.dim(2) * x.dim(3), threads_);
+  }
+  void batchnorm2d_backward(const Tensor& x, const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd,
+                            const Tensor& dy, bool batch_stats, Tensor* dx, Tensor* dgamma, Tensor* dbeta) override {
+    const int64_t c = x.dim(1);
+    expect_shape(dy, x.shape(), "batchnorm dy");
+    if (dx) expect_shape(*dx, x.shape(), "batchnorm dx");
+    if (dgamma) expect_shape(*dgamma, {c}, "batchnorm dgamma");
+    if (dbeta) expect_shape(*dbeta, {c}, "batchnorm dbeta");
+    k::batchnorm_backward(x.f32(), gamma.f32(), save_mean.f32(), save_invstd.f32(), dy.f32(), batch_stats,
+                          dx ? dx->f32() : nullptr, dgamma ? dgamma->f32() : nullptr, dbeta ? dbeta->f32() : nullptr,
+                          x.dim(0), c, x.dim(2) * x.dim(3), threads_);
+  }
+
+  void relu_forward(const Tensor& x, Tensor& y) override {
+    expect_same_numel(x, y, "relu");
+    k::relu_forward(x.f32(), y.f32(), x.numel(), threads_);
+  }
+  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override {
+    expect_same_numel(y, dy, "relu_backward");
+    expect_same_numel(y, dx, "relu_backward dx");
+    k::relu_backward(y.f32(), dy.f32(), dx.f32(), y.numel(), threads_);
+  }
+
+  double softmax_xent_forward(const Tensor& logits, const Tensor& labels, Tensor& probs) override {
+    LETHE_CHECK(logits.ndim() == 2, "logits must be [N, K]");
+    const int64_t n = logits.dim(0), kk = logits.dim(1);
+    expect_labels(labels, n, kk);
+    expect_shape(probs, logits.shape(), "probs");
+    if (n == 0) return 0.0;
+    return k::softmax_xent_forward(logits.f32(), labels.i64(), probs.f32(), n, kk, threads_) /
+           static_cast<double>(n);
+  }
+  void softmax_xent_backward(const Tensor& probs, const Tensor& labels, float scale, Tensor& dlogits) override {
+    const int64_t n = probs.dim(0), kk = probs.dim(1);
+    expect_labels(labels, n, kk);
+    expect_shape(dlogits, probs.shape(), "dlogits");
+    k::softmax_xent_backward(probs.f32(), labels.i64(), scale, dlogits.f32(), n, kk, threads_);
+  }
+  void softmax(const Tensor& logits, Tensor& probs) override {
+    LETHE_CHECK(logits.ndim() == 2, "logits must be [N, K]");
+    expect_shape(probs, logits.shape(), "probs");
+    k::softmax(logits.f32(), probs.f32(), logits.dim(0), logits.dim(1), threads_);
+  }
+  void log_softmax(const Tensor& logits, Tensor& out) override {
+    LETHE_CHECK(logits.ndim() == 2, "logits must be [N, K]");
+    expect_shape(out, logits.shape(), "log_softmax output");
+    k::log_softmax(logits.f32(), out.f32(), logits.dim(0), logits.dim(1), threads_);
+  }
+  void argmax_rows(const Tensor& logits, Tensor& out) override {
+    LETHE_CHECK(logits.ndim() == 2, "logits must be [N, K]");
+    LETHE_CHECK(out.dtype() == DType::I64 && out.numel() == logits.dim(0), "argmax output must be I64 [N]");
+    k::argmax_rows(logits.f32(), out.i64(), logits.dim(0), logits.dim(1), threads_);
+  }
+
+  void sgd_step(Tensor& params, const Tensor& grads, Tensor& momentum_buf, const kernels::SgdHyper& h) override {
+    expect_same_numel(params, grads, "sgd grads");
+    expect_same_numel(params, momentum_buf, "sgd momentum buffer");
+    k::sgd_step(params.f32(), grads.f32(), momentum_buf.f32(), params.numel(), h, threads_);
+  }
+  void adam_step(Tensor& params, const Tensor& grads, Tensor& m, Tensor& v, const kernels::AdamHyper& h) override {
+    expect_same_numel(params, grads, "adam grads");
+    expect_same_numel(params, m, "adam m");
+    expect_same_numel(params, v, "adam v");
+    k::adam_step(params.f32(), grads.f32(), m.f32(), v.f32(), params.numel(), h, threads_);
+  }
+
+  void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) override {
+    expect_cpu_f32(t, "fill_uniform target");
+    k::fill_uniform(t.f32(), t.numel(), lo, hi, seed, stream, threads_);
+  }
+  void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) override {
+    expect_cpu_f32(t, "fill_normal target");
+    k::fill_normal(t.f32(), t.numel(), mean, stddev, seed, stream, threads_);
+  }
+
+ private:
+  int threads_;
+  k::Workspace ws_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::make_unique<CpuBackend>(threads);
+}
+
+#ifndef LETHE_HAVE_CUDA
+bool cuda_available() { return false; }
+#endif
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+  if (device == "cpu") return make_cpu_backend(threads);
+  if (device == "auto") return make_cpu_backend(threads);  // the CUDA backend takes over "auto" when it exists
+  if (device == "cuda")
+    throw UsageError("--device cuda: this build of Lethe has no CUDA backend yet (use --device cpu)");
+  throw UsageError("unknown --device '" + device + "' (expected auto, cpu or cuda)");
+}
+
+}  // namespace lethe

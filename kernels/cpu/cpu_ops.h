@@ -1,0 +1,111 @@
+#pragma once
+// The CPU twins: every op on raw host pointers, parallelised with OpenMP over `threads`. Results are bit-identical
+// for a given thread count: work is split statically and partial sums are combined in a fixed order.
+// The CUDA kernels (kernels/cuda) implement the same signatures and are tested against these.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/geometry.h"
+
+namespace lethe::kernels::cpu {
+
+// Per-thread scratch memory that lives across calls, so hot loops never hit the allocator.
+class Workspace {
+ public:
+  explicit Workspace(int threads = 1) { resize_threads(threads); }
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  void resize_threads(int threads);
+  // Scratch of at least `count` floats for thread `t` and slot `slot` (0..3), 64-byte aligned, contents undefined.
+  float* get(int t, int slot, size_t count);
+  int threads() const { return static_cast<int>(slots_.size()); }
+
+ private:
+  static constexpr int kSlots = 4;
+  struct Aligned {
+    float* ptr = nullptr;
+    size_t count = 0;
+  };
+  std::vector<std::vector<Aligned>> slots_;
+};
+
+// Single-threaded SGEMM, row-major: C[m×n] = alpha·op(A)·op(B) + beta·C (OpenBLAS underneath).
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// Makes BLAS single-threaded: Lethe parallelises around GEMMs itself (deterministic splits, no oversubscription).
+void init_blas_single_thread();
+
+// Static split of [0, n) into `parts` contiguous ranges; range of part p.
+inline void split_range(int64_t n, int parts, int p, int64_t& begin, int64_t& end) {
+  const int64_t base = n / parts, extra = n % parts;
+  begin = p * base + (p < extra ? p : extra);
+  end = begin + base + (p < extra ? 1 : 0);
+}
+
+// ---- elementwise
+void fill(float* y, int64_t n, float v, int threads);
+void copy(const float* x, float* y, int64_t n, int threads);
+void add(const float* a, const float* b, float* y, int64_t n, int threads);
+void axpy(float alpha, const float* x, float* y, int64_t n, int threads);
+void scale(float* y, int64_t n, float alpha, int threads);
+// Deterministic for any thread count: fixed-size blocks summed in double, then combined in order.
+double dot(const float* a, const float* b, int64_t n, int threads);
+void relu_forward(const float* x, float* y, int64_t n, int threads);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, int threads);
+// Per-channel: y = (x - mean[c]) * inv_std[c]; dx = dy * inv_std[c]. x is [n, c, hw].
+void normalize_forward(const float* x, const float* mean, const float* inv_std, float* y, int64_t n, int64_t c,
+                       int64_t hw, int threads);
+void normalize_backward(const float* dy, const float* inv_std, float* dx, int64_t n, int64_t c, int64_t hw,
+                        int threads);
+
+// ---- dense: x [n, in], w [out, in]
+void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out,
+                    int threads);
+void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int64_t n,
+                     int64_t in, int64_t out, int threads);
+
+// ---- convolution (im2col + GEMM over groups of images)
+void im2col(const float* x, float* col, const Conv2dGeom& g);  // one image: col [C·KH·KW, HO·WO]
+void col2im_add(const float* col, float* dx, const Conv2dGeom& g);  // one image: dx += scatter(col)
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, Workspace& ws,
+                    int threads);
+void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     const Conv2dGeom& g, Workspace& ws, int threads);
+
+// ---- pooling
+void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads);
+void maxpool2d_backward(const float* x, const float* dy, float* dx, const Pool2dGeom& g, int threads);
+void avgpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads);
+void avgpool2d_backward(const float* dy, float* dx, const Pool2dGeom& g, int threads);
+
+// ---- batch norm over x [n, c, hw]
+void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* running_mean,
+                       float* running_var, bool batch_stats, float momentum, float eps, float* y, float* save_mean,
+                       float* save_invstd, int64_t n, int64_t c, int64_t hw, int threads);
+void batchnorm_backward(const float* x, const float* gamma, const float* save_mean, const float* save_invstd,
+                        const float* dy, bool batch_stats, float* dx, float* dgamma, float* dbeta, int64_t n,
+                        int64_t c, int64_t hw, int threads);
+
+// ---- rows of logits [n, k]
+// Returns the summed (not mean) loss; per-row terms are combined in row order.
+double softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, int64_t n, int64_t k,
+                            int threads);
+void softmax_xent_backward(const float* probs, const int64_t* labels, float scale, float* dlogits, int64_t n,
+                           int64_t k, int threads);
+void softmax(const float* logits, float* probs, int64_t n, int64_t k, int threads);
+void log_softmax(const float* logits, float* out, int64_t n, int64_t k, int threads);
+void argmax_rows(const float* logits, int64_t* out, int64_t n, int64_t k, int threads);
+
+// ---- optimizers over a flat arena
+void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n, const SgdHyper& h, int threads);
+void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const AdamHyper& h, int threads);
+
+// ---- Philox fills
+void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads);
+void fill_normal(float* y, int64_t n, float mean, float stddev, uint64_t seed, uint64_t stream, int threads);
+
+}  // namespace lethe::kernels::cpu
