@@ -78,7 +78,7 @@ bool is_pointwise(const Conv2dGeom& g) { return g.kh == 1 && g.kw == 1 && g.stri
 // Images per GEMM: enough columns for the GEMM to be efficient, but no more than an even share per thread.
 int64_t group_size(const Conv2dGeom& g, int threads) {
   const int64_t pixels = std::max<int64_t>(1, g.out_pixels());
-  const int64_t want = std::max<int64_t>(1, 1024 / pixels);
+  const int64_t want = std::max<int64_t>(1, 4096 / pixels);
   const int64_t share = std::max<int64_t>(1, (g.n + threads - 1) / threads);
   return std::min(want, share);
 }

@@ -28,6 +28,16 @@ static inline int64_t window_argmax(const float* plane, const Pool2dGeom& g, int
   return best;
 }
 
+// The first maximum of a 2x2 window in order (a, b, c, d); a NaN wins, as in window_argmax.
+static inline int first_max_2x2(float a, float b, float c, float d, float& m) {
+  int which = 0;
+  m = a;
+  if (m == m && (b > m || b != b)) { m = b; which = 1; }
+  if (m == m && (c > m || c != c)) { m = c; which = 2; }
+  if (m == m && (d > m || d != d)) { m = d; which = 3; }
+  return which;
+}
+
 void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
 #pragma omp parallel for num_threads(plane_team(g, threads)) schedule(static)
@@ -39,11 +49,8 @@ void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int thread
         const float* r0 = xp + 2 * oh * g.w;
         const float* r1 = r0 + g.w;
         for (int64_t ow = 0; ow < g.wo; ++ow) {
-          const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-          float m = a;
-          m = (b > m || b != b) ? b : m;
-          m = (c > m || c != c) ? c : m;
-          m = (d > m || d != d) ? d : m;
+          float m;
+          first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
           yp[oh * g.wo + ow] = m;
         }
       }
@@ -59,11 +66,31 @@ void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int thread
 
 void maxpool2d_backward(const float* x, const float* dy, float* dx, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
+  const bool tiled_2x2 = g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0;
 #pragma omp parallel for num_threads(plane_team(g, threads)) schedule(static)
   for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
     const float* xp = x + nc * in_plane;
     const float* dyp = dy + nc * out_plane;
     float* dxp = dx + nc * in_plane;
+    if (tiled_2x2 && g.h % 2 == 0 && g.w % 2 == 0) {
+      // Non-overlapping windows tile the plane: each input element is written exactly once, no memset needed.
+      for (int64_t oh = 0; oh < g.ho; ++oh) {
+        const float* r0 = xp + 2 * oh * g.w;
+        const float* r1 = r0 + g.w;
+        float* d0 = dxp + 2 * oh * g.w;
+        float* d1 = d0 + g.w;
+        for (int64_t ow = 0; ow < g.wo; ++ow) {
+          float m;
+          const int which = first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
+          const float grad = dyp[oh * g.wo + ow];
+          d0[2 * ow] = which == 0 ? grad : 0.0f;
+          d0[2 * ow + 1] = which == 1 ? grad : 0.0f;
+          d1[2 * ow] = which == 2 ? grad : 0.0f;
+          d1[2 * ow + 1] = which == 3 ? grad : 0.0f;
+        }
+      }
+      continue;
+    }
     std::memset(dxp, 0, sizeof(float) * static_cast<size_t>(in_plane));
     for (int64_t oh = 0; oh < g.ho; ++oh)
       for (int64_t ow = 0; ow < g.wo; ++ow) {

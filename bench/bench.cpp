@@ -1,0 +1,395 @@
+// lethe_bench: the three LeNet-5 workloads that bench/peer_pytorch.py runs in PyTorch, on the same data and thread
+// count: a training epoch (images/s), batch-1024 inference (images/s) and input-gradient steps (steps/s).
+// Each workload warms up, then reports the median of several timed repetitions.
+//
+//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad] [--profile]
+//
+// --profile times each layer's forward and backward separately (plus normalisation, loss and optimizer) for one
+// batch of each workload, to show where the time goes.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "datasets/registry.h"
+#include "engine/loss.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+#include "engine/trainer.h"
+#include "nets/nets.h"
+
+namespace {
+
+using namespace lethe;
+using Clock = std::chrono::steady_clock;
+
+constexpr float kMean = 0.2860f, kStd = 0.3530f;
+constexpr int64_t kTrainBatch = 128, kInferBatch = 1024;
+constexpr float kLr = 0.05f, kMomentum = 0.9f;
+constexpr float kGradStep = 0.1f;
+constexpr int kGradSteps = 200, kGradWarmupSteps = 20;
+constexpr int64_t kSyntheticImages = 60000;
+
+struct Options {
+  int threads = 0;
+  bool json = false;
+  bool profile = false;
+  std::string only;  // empty: every workload
+};
+
+Options parse_args(int argc, char** argv) {
+  Options opt;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  opt.threads = cores > 0 ? cores : 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--threads") {
+      const std::string v = value();
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || n < 1 || n > 1024)
+        throw UsageError("--threads must be an integer in [1, 1024], got '" + v + "'");
+      opt.threads = static_cast<int>(n);
+    } else if (arg == "--json") {
+      opt.json = true;
+    } else if (arg == "--profile") {
+      opt.profile = true;
+    } else if (arg == "--only") {
+      opt.only = value();
+      if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad")
+        throw UsageError("--only takes train, infer or inputgrad, got '" + opt.only + "'");
+    } else if (arg == "--help" || arg == "-h") {
+      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad] [--profile]\n";
+      std::exit(0);
+    } else {
+      throw UsageError("unknown argument '" + arg + "' (try --help)");
+    }
+  }
+  return opt;
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// ---------------------------------------------------------------- data
+
+struct BenchData {
+  Dataset data;
+  std::string description;
+};
+
+// Seeded stand-in for Fashion-MNIST, element for element the same as peer_pytorch.py's synthetic_data().
+Dataset synthetic_data() {
+  Dataset d;
+  d.name = "synthetic";
+  d.source = "synthetic";
+  d.images = Tensor::empty({kSyntheticImages, 1, 28, 28});
+  float* px = d.images.f32();
+  for (int64_t i = 0; i < d.images.numel(); ++i) {
+    const uint64_t h = (static_cast<uint64_t>(i) * 2654435761ull + 12345ull) & 0xFFFFFFFFull;
+    px[i] = static_cast<float>(h >> 24) / 255.0f;
+  }
+  std::vector<int64_t> labels(kSyntheticImages);
+  for (int64_t i = 0; i < kSyntheticImages; ++i) labels[i] = i % 10;
+  d.labels = Tensor::from_labels(labels);
+  d.num_classes = 10;
+  d.mean = {kMean};
+  d.std = {kStd};
+  return d;
+}
+
+BenchData load_bench_data() {
+  try {
+    Dataset d = load_dataset(parse_data_ref("fashion-mnist"), Split::Train);
+    const std::string where = d.source;
+    return {std::move(d), "fashion-mnist train (" + where + ")"};
+  } catch (const InputError& e) {
+    std::cerr << "lethe_bench: Fashion-MNIST unavailable, using seeded synthetic data instead:\n  " << e.what()
+              << "\n";
+    return {synthetic_data(), "synthetic (seeded; Fashion-MNIST not found)"};
+  }
+}
+
+std::unique_ptr<Model> make_lenet(Backend& be) {
+  ModelSpec spec;
+  spec.arch = "lenet5";
+  spec.channels = 1;
+  spec.height = 28;
+  spec.width = 28;
+  spec.num_classes = 10;
+  spec.mean = {kMean};
+  spec.std = {kStd};
+  return make_model(spec, be, /*seed=*/0);
+}
+
+TrainConfig train_config(uint64_t seed) {
+  TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch = kTrainBatch;
+  cfg.optim.kind = "sgd";
+  cfg.optim.lr = kLr;
+  cfg.optim.momentum = kMomentum;
+  cfg.shuffle = true;
+  cfg.seed = seed;
+  return cfg;
+}
+
+// The first image of each class 0..9, as [10, 1, 28, 28], and labels 0..9.
+void first_of_each_class(const Dataset& d, Tensor& x, Tensor& labels) {
+  const int64_t classes = 10, pixels = d.channels() * d.height() * d.width();
+  x = Tensor::empty({classes, d.channels(), d.height(), d.width()});
+  std::vector<int64_t> label_values(classes);
+  const int64_t* y = d.labels.i64();
+  for (int64_t k = 0; k < classes; ++k) {
+    const int64_t* hit = std::find(y, y + d.size(), k);
+    if (hit == y + d.size()) throw InputError(d.source + ": no training image of class " + std::to_string(k));
+    std::copy_n(d.images.f32() + (hit - y) * pixels, pixels, x.f32() + k * pixels);
+    label_values[k] = k;
+  }
+  labels = Tensor::from_labels(label_values);
+}
+
+// x <- clamp(x - step * dx, 0, 1): the projected gradient step of an inversion attack.
+void descend_clamped(Backend& be, Tensor& x, const Tensor& dx) {
+  be.axpy(-kGradStep, dx, x);
+  float* p = x.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] = std::clamp(p[i], 0.0f, 1.0f);
+}
+
+// ---------------------------------------------------------------- workloads
+
+struct Result {
+  std::string workload, metric;
+  std::vector<double> runs;
+};
+
+Result bench_train(Model& model, const Dataset& data) {
+  train(model, data, train_config(0));  // warm-up epoch
+  Result r{"train", "images/s", {}};
+  for (uint64_t rep = 1; rep <= 3; ++rep) {
+    const auto t0 = Clock::now();
+    train(model, data, train_config(rep));
+    r.runs.push_back(static_cast<double>(data.size()) / seconds_since(t0));
+  }
+  return r;
+}
+
+Result bench_infer(Model& model, const Dataset& data) {
+  const Tensor x = data.images.rows(0, kInferBatch);
+  Tensor logits;
+  Result r{"infer", "images/s", {}};
+  for (int rep = 0; rep < 3 + 20; ++rep) {
+    const auto t0 = Clock::now();
+    model.infer_logits(x, logits);
+    const double s = seconds_since(t0);
+    if (rep >= 3) r.runs.push_back(static_cast<double>(kInferBatch) / s);
+  }
+  return r;
+}
+
+void input_gradient_steps(Model& model, const Tensor& x0, const Tensor& labels, int steps) {
+  Tensor x = x0.clone(), dx;
+  for (int s = 0; s < steps; ++s) {
+    model.input_gradient(x, labels, dx);
+    descend_clamped(model.backend(), x, dx);
+  }
+}
+
+Result bench_inputgrad(Model& model, const Dataset& data) {
+  Tensor x0, labels;
+  first_of_each_class(data, x0, labels);
+  input_gradient_steps(model, x0, labels, kGradWarmupSteps);
+  Result r{"inputgrad", "steps/s", {}};
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    input_gradient_steps(model, x0, labels, kGradSteps);
+    r.runs.push_back(kGradSteps / seconds_since(t0));
+  }
+  return r;
+}
+
+void emit(const Result& r, const Options& opt, const std::string& data) {
+  const double med = median(r.runs);
+  if (opt.json) {
+    nlohmann::json j = {{"impl", "lethe"}, {"version", LETHE_VERSION}, {"workload", r.workload},
+                        {"metric", r.metric}, {"median", med},      {"runs", r.runs},
+                        {"threads", opt.threads}, {"data", data}};
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::printf("lethe   %-10s %12.1f %s  (runs:", r.workload.c_str(), med, r.metric.c_str());
+    for (size_t i = 0; i < r.runs.size(); ++i) std::printf("%s %.1f", i ? "," : "", r.runs[i]);
+    std::printf(")\n");
+    std::fflush(stdout);
+  }
+}
+
+// ---------------------------------------------------------------- per-layer profile
+
+// The leaf layers of a Sequential tree, in execution order (LeNet-5 is one flat Sequential).
+void collect_leaves(Sequential& seq, std::vector<Layer*>& out) {
+  for (size_t i = 0; i < seq.size(); ++i) {
+    Layer& child = seq.child(i);
+    if (auto* inner = dynamic_cast<Sequential*>(&child)) {
+      collect_leaves(*inner, out);
+    } else {
+      out.push_back(&child);
+    }
+  }
+}
+
+// Accumulates milliseconds per named phase, keeping first-seen order for the report.
+class PhaseTimer {
+ public:
+  template <class F>
+  void time(const std::string& phase, F&& f) {
+    const auto t0 = Clock::now();
+    f();
+    const double ms = 1e3 * seconds_since(t0);
+    auto it = std::find_if(phases_.begin(), phases_.end(), [&](const auto& p) { return p.first == phase; });
+    if (it == phases_.end()) {
+      phases_.emplace_back(phase, ms);
+    } else {
+      it->second += ms;
+    }
+  }
+  void report(const std::string& title, int reps) const {
+    double total = 0;
+    for (const auto& p : phases_) total += p.second;
+    std::printf("== %s: %.3f ms per pass (mean of %d)\n", title.c_str(), total / reps, reps);
+    for (const auto& p : phases_)
+      std::printf("   %-24s %9.3f ms %5.1f%%\n", p.first.c_str(), p.second / reps, 100.0 * p.second / total);
+  }
+
+ private:
+  std::vector<std::pair<std::string, double>> phases_;
+};
+
+std::string layer_label(size_t i, const Layer& layer) { return std::to_string(i) + ":" + layer.kind(); }
+
+// One pass = normalise, forward through each leaf, loss, backward through each leaf in reverse (+ optimizer step when
+// training). Mirrors what Model::forward/backward do, with a stopwatch around each piece.
+void profile_pass(Model& model, const Tensor& x, const Tensor& labels, bool train, bool param_grads,
+                  bool need_input_grad, Optimizer* optimizer, PhaseTimer& timer) {
+  Backend& be = model.backend();
+  const Tensor mean = Tensor::full({1}, kMean), inv_std = Tensor::full({1}, 1.0f / kStd);
+  Tensor x_norm = Tensor::empty(x.shape()), dx_pixels = Tensor::empty(x.shape());
+  std::vector<Layer*> layers;
+  collect_leaves(model.net(), layers);
+  const bool backward = labels.defined();
+  const Pass pass{&be, train, /*keep=*/backward, param_grads};
+
+  timer.time("normalize", [&] { be.normalize_forward(x, mean, inv_std, x_norm); });
+  const Tensor* h = &x_norm;
+  for (size_t i = 0; i < layers.size(); ++i)
+    timer.time("fwd " + layer_label(i, *layers[i]), [&] { h = &layers[i]->forward(*h, pass); });
+  if (!backward) return;
+
+  SoftmaxCrossEntropy loss;
+  const Tensor* dy = nullptr;
+  timer.time("loss fwd+bwd", [&] {
+    loss.forward(be, *h, labels);
+    dy = &loss.backward(be, labels);
+  });
+  if (param_grads) timer.time("zero_grad", [&] { model.arena().zero_grad(be); });
+  for (size_t i = layers.size(); i-- > 0;) {
+    const bool need_dx = i > 0 || need_input_grad;
+    timer.time("bwd " + layer_label(i, *layers[i]), [&] { dy = &layers[i]->backward(*dy, pass, need_dx); });
+  }
+  if (need_input_grad) timer.time("normalize bwd", [&] { be.normalize_backward(*dy, inv_std, dx_pixels); });
+  if (optimizer) timer.time("sgd step", [&] { optimizer->step(kLr); });
+}
+
+void run_profile(Model& model, const Dataset& data) {
+  Backend& be = model.backend();
+  {
+    const Tensor x = data.images.rows(0, kTrainBatch), y = data.labels.rows(0, kTrainBatch);
+    auto optimizer = make_optimizer(train_config(0).optim, model.arena(), be);
+    PhaseTimer warm, timer;
+    profile_pass(model, x, y, true, true, false, optimizer.get(), warm);
+    const int reps = 50;
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, y, true, true, false, optimizer.get(), timer);
+    timer.report("train step, batch 128", reps);
+    // The same steps through the real trainer, for the overhead outside the layers (batch gathering, metrics).
+    const auto t0 = Clock::now();
+    train(model, data, train_config(0));
+    const double batches = static_cast<double>((data.size() + kTrainBatch - 1) / kTrainBatch);
+    std::printf("   (trainer: %.3f ms per batch over a full epoch)\n", 1e3 * seconds_since(t0) / batches);
+  }
+  {
+    const Tensor x = data.images.rows(0, kInferBatch);
+    PhaseTimer warm, timer;
+    profile_pass(model, x, Tensor(), false, false, false, nullptr, warm);
+    const int reps = 20;
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, Tensor(), false, false, false, nullptr, timer);
+    timer.report("inference, batch 1024", reps);
+    Tensor logits;
+    model.infer_logits(x, logits);
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; ++r) model.infer_logits(x, logits);
+    std::printf("   (Model::infer_logits: %.3f ms per pass)\n", 1e3 * seconds_since(t0) / reps);
+  }
+  {
+    Tensor x, labels;
+    first_of_each_class(data, x, labels);
+    PhaseTimer warm, timer;
+    profile_pass(model, x, labels, false, false, true, nullptr, warm);
+    const int reps = 200;
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, labels, false, false, true, nullptr, timer);
+    timer.report("input-gradient step, batch 10", reps);
+    Tensor dx;
+    model.input_gradient(x, labels, dx);
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; ++r) model.input_gradient(x, labels, dx);
+    std::printf("   (Model::input_gradient: %.3f ms per step)\n", 1e3 * seconds_since(t0) / reps);
+  }
+}
+
+int run(const Options& opt) {
+  auto be = make_cpu_backend(opt.threads);
+  BenchData bd = load_bench_data();
+  if (bd.data.size() < kInferBatch)
+    throw InputError(bd.data.source + ": the benchmark needs at least " + std::to_string(kInferBatch) +
+                     " training images, found " + std::to_string(bd.data.size()));
+  auto model = make_lenet(*be);
+  if (!opt.json)
+    std::printf("lethe_bench: LeNet-5, %d threads, backend %s, data %s\n", opt.threads, be->name().c_str(),
+                bd.description.c_str());
+  if (opt.profile) {
+    run_profile(*model, bd.data);
+    return 0;
+  }
+  if (opt.only.empty() || opt.only == "train") emit(bench_train(*model, bd.data), opt, bd.description);
+  if (opt.only.empty() || opt.only == "infer") emit(bench_infer(*model, bd.data), opt, bd.description);
+  if (opt.only.empty() || opt.only == "inputgrad") emit(bench_inputgrad(*model, bd.data), opt, bd.description);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse_args(argc, argv));
+  } catch (const lethe::Error& e) {
+    std::cerr << "lethe_bench: " << e.what() << "\n";
+    return static_cast<int>(e.code);
+  } catch (const std::exception& e) {
+    std::cerr << "lethe_bench: " << e.what() << "\n";
+    return 1;
+  }
+}

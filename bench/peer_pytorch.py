@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count.
+
+Prints one JSON object per workload line (the same fields lethe_bench --json prints), so bench/run can put both
+side by side. Exits 77 if torch is not importable, so callers can tell "peer skipped" from a failure.
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as e:  # the benchmark is optional wherever torch is not installed
+    print(f"peer_pytorch: torch/numpy not available ({e}); peer skipped", file=sys.stderr)
+    sys.exit(77)
+
+MEAN, STD = 0.2860, 0.3530
+TRAIN_BATCH, INFER_BATCH = 128, 1024
+LR, MOMENTUM = 0.05, 0.9
+GRAD_STEP, GRAD_STEPS, GRAD_WARMUP_STEPS = 0.1, 200, 20
+N_SYNTHETIC = 60000
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        # Like Lethe's Model, the network takes pixels in [0, 1] and normalises them itself.
+        x = (x - MEAN) / STD
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def read_idx(path, magic):
+    """Reads an idx file (raw or gzip) into a numpy uint8 array, checking the magic and the size."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 8 or int.from_bytes(raw[:4], "big") != magic:
+        raise ValueError(f"{path}: not an idx file with magic {magic:#010x}")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    header = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(raw) != header + count:
+        raise ValueError(f"{path}: expected {header + count} bytes for dims {dims}, found {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def find_file(directory, stem):
+    for name in (stem + ".gz", stem):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def data_search_path():
+    """The same order as Lethe's datasets/registry: $LETHE_DATA/NAME, ./data/NAME, /usr/share/datasets/NAME."""
+    dirs = []
+    if os.environ.get("LETHE_DATA"):
+        dirs.append(os.path.join(os.environ["LETHE_DATA"], "fashion-mnist"))
+    dirs += ["data/fashion-mnist", "/usr/share/datasets/fashion-mnist"]
+    return dirs
+
+
+def synthetic_data():
+    """Seeded stand-in for Fashion-MNIST, element for element the same as lethe_bench's fallback."""
+    idx = np.arange(N_SYNTHETIC * 28 * 28, dtype=np.uint64)
+    pixels = ((idx * np.uint64(2654435761) + np.uint64(12345)) & np.uint64(0xFFFFFFFF)) >> np.uint64(24)
+    images = (pixels.astype(np.float32) / np.float32(255)).reshape(N_SYNTHETIC, 1, 28, 28)
+    labels = np.arange(N_SYNTHETIC, dtype=np.int64) % 10
+    return torch.from_numpy(images), torch.from_numpy(labels), "synthetic (seeded; Fashion-MNIST not found)"
+
+
+def load_data():
+    for directory in data_search_path():
+        images_path = find_file(directory, "train-images-idx3-ubyte")
+        labels_path = find_file(directory, "train-labels-idx1-ubyte")
+        if images_path and labels_path:
+            images = read_idx(images_path, 0x00000803)
+            labels = read_idx(labels_path, 0x00000801)
+            if images.shape[0] != labels.shape[0]:
+                raise ValueError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+            x = torch.from_numpy(images.astype(np.float32) / np.float32(255)).unsqueeze(1).contiguous()
+            y = torch.from_numpy(labels.astype(np.int64))
+            return x, y, f"fashion-mnist train ({os.path.abspath(directory)})"
+    return synthetic_data()
+
+
+def train_epoch(model, opt, x, y, generator):
+    """One shuffled epoch; tracks loss and accuracy like Lethe's trainer does."""
+    model.train()
+    n = x.shape[0]
+    perm = torch.randperm(n, generator=generator)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, TRAIN_BATCH):
+        idx = perm[start:start + TRAIN_BATCH]
+        xb, yb = x[idx], y[idx]
+        opt.zero_grad(set_to_none=True)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * xb.shape[0]
+        correct += int((logits.detach().argmax(1) == yb).sum())
+    return loss_sum / n, correct / n
+
+
+def bench_train(model, x, y):
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    generator = torch.Generator().manual_seed(0)
+    train_epoch(model, opt, x, y, generator)  # warm-up epoch
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        train_epoch(model, opt, x, y, generator)
+        runs.append(x.shape[0] / (time.perf_counter() - t0))
+    return runs
+
+
+def bench_infer(model, x):
+    model.eval()
+    batch = x[:INFER_BATCH].contiguous()
+    runs = []
+    with torch.no_grad():
+        for rep in range(3 + 20):
+            t0 = time.perf_counter()
+            model(batch)
+            elapsed = time.perf_counter() - t0
+            if rep >= 3:
+                runs.append(INFER_BATCH / elapsed)
+    return runs
+
+
+def first_of_each_class(y, classes=10):
+    picks = []
+    for k in range(classes):
+        hits = (y == k).nonzero()
+        if hits.numel() == 0:
+            raise ValueError(f"no training image of class {k}")
+        picks.append(int(hits[0]))
+    return picks
+
+
+def input_gradient_steps(model, x0, labels, steps):
+    x = x0.clone().requires_grad_(True)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), labels)
+        (grad,) = torch.autograd.grad(loss, x)
+        with torch.no_grad():
+            x = (x - GRAD_STEP * grad).clamp_(0.0, 1.0)
+        x.requires_grad_(True)
+    return x.detach()
+
+
+def bench_inputgrad(model, x, y):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    picks = first_of_each_class(y)
+    x0 = x[picks].contiguous()
+    labels = torch.arange(10, dtype=torch.int64)
+    input_gradient_steps(model, x0, labels, GRAD_WARMUP_STEPS)
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        input_gradient_steps(model, x0, labels, GRAD_STEPS)
+        runs.append(GRAD_STEPS / (time.perf_counter() - t0))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return runs
+
+
+def emit(workload, metric, runs, threads, data, as_json):
+    record = {"impl": "pytorch", "version": torch.__version__, "workload": workload, "metric": metric,
+              "median": statistics.median(runs), "runs": runs, "threads": threads, "data": data}
+    if as_json:
+        print(json.dumps(record), flush=True)
+    else:
+        print(f"pytorch {workload:10s} {record['median']:12.1f} {metric}  (runs: "
+              + ", ".join(f"{r:.1f}" for r in runs) + ")", flush=True)
+
+
+def profile(model, x, y):
+    """Operator-level breakdown of one training step, inference, and one input-gradient step (stderr)."""
+    from torch.autograd import profiler
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    xb, yb = x[:TRAIN_BATCH], y[:TRAIN_BATCH]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+
+    model.train()
+    step()
+    with profiler.profile() as prof:
+        for _ in range(20):
+            step()
+    print("== pytorch train step (batch 128, 20 steps)", file=sys.stderr)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
+    model.eval()
+    with torch.no_grad(), profiler.profile() as prof:
+        for _ in range(5):
+            model(x[:INFER_BATCH])
+    print("== pytorch inference (batch 1024, 5 passes)", file=sys.stderr)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", choices=["train", "infer", "inputgrad"])
+    parser.add_argument("--json", action="store_true", help="one JSON object per workload line")
+    parser.add_argument("--profile", action="store_true", help="print torch's operator profile to stderr")
+    args = parser.parse_args()
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)  # only allowed before any parallel work; harmless if refused
+    except RuntimeError:
+        pass
+    torch.manual_seed(0)
+    x, y, data = load_data()
+    model = LeNet5()
+
+    if args.profile:
+        profile(model, x, y)
+        return
+    if args.only in (None, "train"):
+        emit("train", "images/s", bench_train(model, x, y), args.threads, data, args.json)
+    if args.only in (None, "infer"):
+        emit("infer", "images/s", bench_infer(model, x), args.threads, data, args.json)
+    if args.only in (None, "inputgrad"):
+        emit("inputgrad", "steps/s", bench_inputgrad(model, x, y), args.threads, data, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `lethe` command line: exit codes and error messages for bad usage and malformed files,
+# and, when Fashion-MNIST is installed, a train -> eval -> info -> predict round trip.
+# Run by ctest as `lethe_cli` with LETHE_BIN set; by hand: LETHE_BIN=build/lethe bash tests/cli_test.sh
+set -u
+
+LETHE=${LETHE_BIN:-build/lethe}
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -x "$LETHE" ]; then
+  echo "FAIL: LETHE_BIN ($LETHE) is not an executable"
+  exit 1
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/lethe_cli.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+skipped=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
+skip() { echo "SKIP: $1"; skipped=$((skipped + 1)); }
+
+# lethe ARGS...: runs the binary, leaving its exit code in $rc and its output in $tmp/out and $tmp/err.
+lethe() {
+  "$LETHE" "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+}
+stderr_excerpt() { head -c 600 "$tmp/err" | tr '\n' ' '; }
+
+# expect NAME WANT_RC [TEXT...]: the last run exited WANT_RC, and stderr contains every TEXT.
+expect() {
+  local name=$1 want=$2
+  shift 2
+  if [ "$rc" -ne "$want" ]; then
+    fail "$name: exit code $rc, expected $want; stderr: $(stderr_excerpt)"
+    return
+  fi
+  local text
+  for text in "$@"; do
+    if ! grep -qF -- "$text" "$tmp/err"; then
+      fail "$name: stderr lacks '$text'; stderr: $(stderr_excerpt)"
+      return
+    fi
+  done
+  pass "$name"
+}
+
+# A safetensors file from a header string and a number of data bytes (little-endian u64 length, then the header).
+write_safetensors_raw() {
+  local path=$1 header=$2 data_bytes=$3
+  local n=${#header}
+  printf "$(printf '\\x%02x\\x%02x' $((n & 255)) $((n >> 8 & 255)))\\x00\\x00\\x00\\x00\\x00\\x00" >"$path"
+  printf '%s' "$header" >>"$path"
+  head -c "$data_bytes" /dev/zero >>"$path"
+}
+
+# --- usage ------------------------------------------------------------------------------------------------------
+lethe --help
+expect "--help exits 0" 0
+grep -q "train" "$tmp/out" || fail "--help lists no train command"
+for cmd in train eval info predict; do
+  lethe "$cmd" --help
+  expect "$cmd --help exits 0" 0
+done
+lethe --version
+expect "--version exits 0" 0
+grep -q "^lethe [0-9]" "$tmp/out" || fail "--version prints no 'lethe X.Y.Z': $(cat "$tmp/out")"
+
+lethe
+expect "no command exits 2" 2 "lethe: error:"
+lethe train --no-such-option --out "$tmp/m.safetensors"
+expect "unknown option exits 2" 2 "lethe: error:" "--no-such-option"
+lethe train --epochs 0 --out "$tmp/m.safetensors"
+expect "--epochs 0 exits 2" 2 "lethe: error:"
+lethe train --net no-such-net --out "$tmp/m.safetensors"
+expect "unknown --net exits 2" 2 "lethe: error:"
+lethe train --data no-such-dataset --out "$tmp/m.safetensors"
+expect "unknown dataset name exits 2" 2 "lethe: error:" "no-such-dataset"
+lethe train --out "$tmp/no/such/dir/m.safetensors"
+expect "--out in a missing directory exits 2" 2 "$tmp/no/such/dir"
+
+# A CPU-only build must refuse cuda with a message that says so; with a GPU present only failure is required
+# (the model file below does not exist).
+lethe eval --device cuda --model "$tmp/absent.safetensors"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  [ "$rc" -ne 0 ] && pass "--device cuda (GPU machine) fails on a missing model" || fail "--device cuda exit 0"
+elif [ "$rc" -ne 0 ] && grep -qi "cuda" "$tmp/err" && grep -q "lethe: error:" "$tmp/err"; then
+  pass "--device cuda fails clearly (exit $rc)"
+else
+  fail "--device cuda: exit $rc, stderr: $(stderr_excerpt)"
+fi
+
+# --- malformed model files: exit 3, and the message names the file --------------------------------------------
+: >"$tmp/empty.safetensors"
+printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a":' >"$tmp/truncated_header.safetensors"
+write_safetensors_raw "$tmp/truncated_data.safetensors" \
+  '{"w":{"dtype":"F32","shape":[10,10],"data_offsets":[0,400]}}' 10
+write_safetensors_raw "$tmp/garbage_header.safetensors" 'this is not json at all!' 0
+printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' >"$tmp/huge_header.safetensors"
+write_safetensors_raw "$tmp/not_a_model.safetensors" '{"__metadata__":{"arch":"lenet5"}}' 0
+for name in empty truncated_header truncated_data garbage_header huge_header not_a_model; do
+  model="$tmp/$name.safetensors"
+  lethe info "$model"
+  expect "info on $name model exits 3" 3 "lethe: error:" "$model"
+  lethe eval --model "$model" --data fashion-mnist
+  expect "eval on $name model exits 3" 3 "lethe: error:" "$model"
+done
+lethe info "$tmp/absent.safetensors"
+expect "info on a missing file exits 3" 3 "$tmp/absent.safetensors"
+
+# --- malformed datasets: exit 3, and the message names the place --------------------------------------------------
+lethe train --data fashion-mnist:/nonexistent --epochs 1 --out "$tmp/m.safetensors"
+expect "--data fashion-mnist:/nonexistent exits 3" 3 "lethe: error:" "/nonexistent"
+
+bad_idx="$tmp/bad-idx"
+mkdir -p "$bad_idx"
+for base in train-images-idx3-ubyte t10k-images-idx3-ubyte; do
+  printf '\x00\x00\x08\x99\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$bad_idx/$base"  # bad magic
+  head -c 784 /dev/zero >>"$bad_idx/$base"
+done
+for base in train-labels-idx1-ubyte t10k-labels-idx1-ubyte; do
+  printf '\x00\x00\x08\x01\x00\x00\x00\x01\x00' >"$bad_idx/$base"
+done
+lethe train --data "fashion-mnist:$bad_idx" --epochs 1 --out "$tmp/m.safetensors"
+expect "idx file with a bad magic exits 3" 3 "lethe: error:" "$bad_idx"
+
+short_idx="$tmp/short-idx"
+cp -r "$bad_idx" "$short_idx"
+for base in train-images-idx3-ubyte t10k-images-idx3-ubyte; do  # claims 1000 images, holds one
+  printf '\x00\x00\x08\x03\x00\x00\x03\xe8\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$short_idx/$base"
+  head -c 784 /dev/zero >>"$short_idx/$base"
+done
+lethe train --data "fashion-mnist:$short_idx" --epochs 1 --out "$tmp/m.safetensors"
+expect "truncated idx file exits 3" 3 "lethe: error:" "$short_idx"
+
+# --- the round trip on real data --------------------------------------------------------------------------------
+if [ ! -d "$FMNIST" ]; then
+  skip "Fashion-MNIST not installed at $FMNIST: train/eval/info/predict round trip not run"
+elif ! command -v python3 >/dev/null 2>&1; then
+  skip "python3 not found: train/eval/info/predict round trip not run"
+else
+  model="$tmp/lenet5.safetensors"
+  lethe train --net lenet5 --data fashion-mnist --limit 2000 --epochs 1 --batch 64 --lr 0.05 --out "$model"
+  expect "train lenet5 --limit 2000 --epochs 1" 0
+  grep -q "^epoch 1/1 " "$tmp/out" || fail "train printed no epoch line: $(cat "$tmp/out")"
+  grep -q "^test accuracy " "$tmp/out" || fail "train printed no test accuracy: $(cat "$tmp/out")"
+  [ -s "$model" ] || fail "train wrote no model file"
+
+  lethe eval --model "$model" --data fashion-mnist --json
+  expect "eval --json exits 0" 0
+  if python3 -c '
+import json, sys
+r = json.load(sys.stdin)  # fails on anything but exactly one JSON document
+assert isinstance(r, dict), "not an object"
+for key in ("accuracy", "per_class_accuracy", "n", "loss"):
+    assert key in r, "missing key " + key
+assert r["n"] == 10000, r["n"]
+assert len(r["per_class_accuracy"]) == 10
+assert 0.3 < r["accuracy"] <= 1.0, r["accuracy"]  # 10% is chance; 2000 images reach far above it
+assert r["loss"] > 0
+' <"$tmp/out"; then
+    pass "eval --json prints exactly one JSON object with accuracy, per_class_accuracy, n, loss"
+  else
+    fail "eval --json stdout: $(head -c 600 "$tmp/out")"
+  fi
+  accuracy=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])' <"$tmp/out" 2>/dev/null)
+
+  lethe eval --model "$model" --data fashion-mnist
+  expect "eval (text) exits 0" 0
+  grep -q "accuracy" "$tmp/out" || fail "eval text output lacks accuracy"
+
+  lethe info "$model"
+  expect "info exits 0" 0
+  if grep -q "lenet5" "$tmp/out" && grep -q "parameters" "$tmp/out" && grep -q "F32" "$tmp/out"; then
+    pass "info shows arch, parameters and tensors"
+  else
+    fail "info output: $(head -c 600 "$tmp/out")"
+  fi
+  lethe info "$model" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["arch"] == "lenet5"
+assert r["parameters"] > 0
+assert r["tensors"] and all(t["dtype"] == "F32" for t in r["tensors"])
+lethe = r["metadata"]["lethe"]
+assert lethe["dataset"] == "fashion-mnist" and lethe["split"] == "train" and lethe["limit"] == 2000
+' <"$tmp/out"; then
+    pass "info --json: arch, parameters, tensors and provenance"
+  else
+    fail "info --json (exit $rc): $(head -c 600 "$tmp/out")"
+  fi
+
+  # predict on the first 200 test images, written and read back with nothing but the standard library.
+  cat >"$tmp/st.py" <<'EOF'
+import gzip, json, math, struct, sys
+
+def write(path, tensors):
+    header, data = {}, b""
+    for name, (shape, values) in tensors.items():
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+def read(path):
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        values = struct.unpack("<%df" % ((e - b) // 4), blob[8 + n + b:8 + n + e])
+        out[name] = (info["shape"], values)
+    return out
+
+def test_images(root, count):
+    with gzip.open(root + "/t10k-images-idx3-ubyte.gz") as f:
+        pixels = f.read(16 + count * 784)[16:]
+    with gzip.open(root + "/t10k-labels-idx1-ubyte.gz") as f:
+        labels = list(f.read(8 + count)[8:])
+    return [p / 255.0 for p in pixels], labels
+
+cmd = sys.argv[1]
+if cmd == "make":
+    root, count, path = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    pixels, _ = test_images(root, count)
+    write(path, {"input": ([count, 1, 28, 28], pixels)})
+elif cmd == "wrong-shape":
+    write(sys.argv[2], {"input": ([2, 3, 28, 28], [0.5] * (2 * 3 * 28 * 28))})
+elif cmd == "wrong-name":
+    write(sys.argv[2], {"images": ([1, 1, 28, 28], [0.5] * 784)})
+elif cmd == "check":
+    root, count, path, eval_accuracy = sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+    _, labels = test_images(root, count)
+    out = read(path)
+    (lshape, logits), (pshape, probs) = out["logits"], out["probs"]
+    assert lshape == [count, 10] and pshape == [count, 10], (lshape, pshape)
+    correct = 0
+    for i in range(count):
+        row, p = logits[i * 10:(i + 1) * 10], probs[i * 10:(i + 1) * 10]
+        m = max(row)
+        z = sum(math.exp(v - m) for v in row)
+        for v, q in zip(row, p):
+            assert abs(math.exp(v - m) / z - q) < 1e-5, "probs is not softmax(logits)"
+        correct += row.index(m) == labels[i]
+    accuracy = correct / count
+    # The first 200 images are a sample of the 10000 eval saw: agree within sampling noise.
+    assert abs(accuracy - eval_accuracy) < 0.15, (accuracy, eval_accuracy)
+EOF
+  count=200
+  python3 "$tmp/st.py" make "$FMNIST" "$count" "$tmp/input.safetensors"
+  lethe predict --model "$model" --input "$tmp/input.safetensors" --out "$tmp/pred.safetensors"
+  expect "predict exits 0" 0
+  if [ "$rc" -eq 0 ] && python3 "$tmp/st.py" check "$FMNIST" "$count" "$tmp/pred.safetensors" "${accuracy:-0}"; then
+    pass "predict round trip: logits/probs [$count, 10], probs = softmax(logits), accuracy agrees with eval"
+  else
+    fail "predict round trip"
+  fi
+
+  python3 "$tmp/st.py" wrong-shape "$tmp/wrong_shape.safetensors"
+  lethe predict --model "$model" --input "$tmp/wrong_shape.safetensors" --out "$tmp/pred2.safetensors"
+  expect "predict with a wrong input shape exits 3" 3 "lethe: error:" "$tmp/wrong_shape.safetensors"
+  python3 "$tmp/st.py" wrong-name "$tmp/wrong_name.safetensors"
+  lethe predict --model "$model" --input "$tmp/wrong_name.safetensors" --out "$tmp/pred3.safetensors"
+  expect "predict without an \"input\" tensor exits 3" 3 "lethe: error:" "$tmp/wrong_name.safetensors"
+  [ -e "$tmp/pred2.safetensors" ] && fail "a rejected predict left an output file"
+
+  # A class subset trained with Adam: the model keeps all 10 outputs and records the filter.
+  subset_model="$tmp/subset.safetensors"
+  lethe train --net mlp --hidden 32 --data fashion-mnist --classes 0,1,2 --limit 300 --epochs 1 --optim adam \
+    --quiet --json --out "$subset_model"
+  expect "train mlp --classes 0,1,2 --optim adam --json" 0
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["train_samples"] == 300 and len(r["epochs"]) == 1, r
+' <"$tmp/out"; then
+    pass "train --json prints one JSON object"
+  else
+    fail "train --json stdout: $(head -c 600 "$tmp/out")"
+  fi
+  lethe info "$subset_model" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["spec"]["num_classes"] == 10 and r["spec"]["hidden"] == [32]
+assert r["metadata"]["lethe"]["classes"] == [0, 1, 2]
+assert "adam" in json.dumps(r["metadata"]["lethe"]["train"])
+' <"$tmp/out"; then
+    pass "class-subset model keeps 10 outputs and records its class filter"
+  else
+    fail "class-subset info --json (exit $rc): $(head -c 600 "$tmp/out")"
+  fi
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,165 @@
+#pragma once
+// Helpers shared by the test files: seeded random tensors, error measures, NaN poisoning, temporary directories.
+// Everything works on tensors of any device (values go through the host).
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace lethe::test {
+
+// A seeded generator whose values do not depend on the standard library's distributions (mt19937_64's output is
+// fixed by the standard; uniform_real_distribution's is not), so a seed means the same inputs everywhere.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : gen_(seed) {}
+  double uniform01() { return static_cast<double>(gen_() >> 11) * 0x1.0p-53; }  // [0, 1)
+  float uniform(float lo, float hi) { return static_cast<float>(lo + (static_cast<double>(hi) - lo) * uniform01()); }
+  // Integer in [lo, hi], inclusive.
+  int64_t integer(int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(uniform01() * static_cast<double>(hi - lo + 1));
+  }
+  std::mt19937_64& engine() { return gen_; }
+
+ private:
+  std::mt19937_64 gen_;
+};
+
+// Host <-> device copies of whole tensors.
+inline Tensor to_device(const Tensor& t, Device device) {
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
+  copy_bytes(out.raw(), device, t.raw(), t.device(), t.nbytes());
+  return out;
+}
+
+inline void set_values(Tensor& t, const std::vector<float>& values) {
+  LETHE_CHECK(t.dtype() == DType::F32 && static_cast<int64_t>(values.size()) == t.numel(), "set_values: mismatch");
+  copy_bytes(t.raw(), t.device(), values.data(), Device::CPU, t.nbytes());
+}
+
+// Fills `t` (f32, any device) with values uniform in [lo, hi).
+inline void fill_random(Tensor& t, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  for (float& x : v) x = rng.uniform(lo, hi);
+  set_values(t, v);
+}
+
+inline Tensor random_tensor(const Shape& shape, Rng& rng, float lo = -1.0f, float hi = 1.0f,
+                            Device device = Device::CPU) {
+  Tensor t = Tensor::empty(shape, DType::F32, device);
+  fill_random(t, rng, lo, hi);
+  return t;
+}
+
+// I64 labels [n] uniform in [0, classes).
+inline Tensor random_labels(int64_t n, int64_t classes, Rng& rng) {
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  for (auto& l : labels) l = rng.integer(0, classes - 1);
+  return Tensor::from_labels(labels);
+}
+
+// The value written by poison(): NaN for f32; for i64, a value no op produces.
+inline constexpr int64_t kPoisonI64 = std::numeric_limits<int64_t>::min();
+
+// Overwrites every element with the sentinel, so elements an op forgets to write show up in the comparison.
+inline void poison(Tensor& t) {
+  if (t.dtype() == DType::F32) {
+    set_values(t, std::vector<float>(static_cast<size_t>(t.numel()), std::numeric_limits<float>::quiet_NaN()));
+  } else {
+    std::vector<int64_t> v(static_cast<size_t>(t.numel()), kPoisonI64);
+    copy_bytes(t.raw(), t.device(), v.data(), Device::CPU, t.nbytes());
+  }
+}
+
+inline Tensor poisoned(const Shape& shape, Device device = Device::CPU, DType dtype = DType::F32) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  poison(t);
+  return t;
+}
+
+// Values of an f32 or i64 tensor on any device, widened to double (exactly).
+inline std::vector<double> to_doubles(const Tensor& t) {
+  const Tensor host = t.device() == Device::CPU ? t : t.to_cpu();
+  std::vector<double> out(static_cast<size_t>(host.numel()));
+  if (host.dtype() == DType::F32) {
+    const float* p = host.f32();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = p[i];
+  } else {
+    const int64_t* p = host.i64();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
+  }
+  return out;
+}
+
+inline int64_t count_nonfinite(const std::vector<double>& v) {
+  int64_t n = 0;
+  for (double x : v) n += std::isfinite(x) ? 0 : 1;
+  return n;
+}
+inline int64_t count_nonfinite(const Tensor& t) { return count_nonfinite(to_doubles(t)); }
+inline bool all_finite(const Tensor& t) { return count_nonfinite(t) == 0; }
+
+// Normalised mean squared error Σ(a-b)² / Σb², with b the reference. An all-zero reference falls back to the
+// absolute Σa², and a size mismatch or a non-finite value is reported as infinity so comparisons fail.
+inline double nmse(const std::vector<double>& a, const std::vector<double>& ref) {
+  if (a.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  double err = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = a[i] - ref[i];
+    err += d * d;
+    norm += ref[i] * ref[i];
+  }
+  if (!std::isfinite(err)) return std::numeric_limits<double>::infinity();
+  return norm > 0.0 ? err / norm : err;
+}
+inline double nmse(const Tensor& a, const Tensor& ref) { return nmse(to_doubles(a), to_doubles(ref)); }
+
+// Bitwise equality (so +0 vs -0 and differing NaN payloads count as differences).
+inline bool bit_identical(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+// A fresh directory under $LETHE_TEST_TMP (or the system temp directory), removed with everything in it when the
+// object goes out of scope. `tag` makes leftovers of a crashed run recognisable.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "test") {
+    const char* env = std::getenv("LETHE_TEST_TMP");
+    const std::filesystem::path base =
+        env && *env ? std::filesystem::path(env) : std::filesystem::temp_directory_path();
+    std::filesystem::create_directories(base);
+    static std::atomic<uint64_t> counter{0};
+    std::random_device entropy;
+    // create_directory returns false if the name exists (another process), so retry with a new name.
+    for (;;) {
+      path_ = base / ("lethe-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+                      std::to_string(entropy()));
+      if (std::filesystem::create_directory(path_)) break;
+    }
+  }
+  ~TempDir() {
+    std::error_code ec;  // a destructor must not throw; a leftover temp dir is harmless
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace lethe::test

@@ -1,0 +1,225 @@
+// `lethe train`: builds a model for a dataset, trains it, reports test accuracy and saves it with its provenance.
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+
+#include "datasets/registry.h"
+#include "nets/model_io.h"
+#include "nets/nets.h"
+#include "tools/common.h"
+#include "tools/progress.h"
+
+namespace lethe::cli {
+namespace {
+
+struct TrainOptions {
+  std::string data = "fashion-mnist";
+  std::string net = "lenet5";
+  std::string out;
+  int epochs = 5;
+  int64_t batch = 128;
+  std::string optim = "sgd";
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  std::string schedule = "constant";
+  std::vector<int> milestones;
+  float gamma = 0.1f;
+  std::vector<int64_t> classes, exclude_classes;
+  int64_t limit = 0;
+  std::vector<int64_t> hidden;
+  // Set when given explicitly: SGD-only settings are refused for Adam, and Adam gets its own default rate.
+  CLI::Option* lr_option = nullptr;
+  CLI::Option* momentum_option = nullptr;
+};
+
+constexpr float kAdamDefaultLr = 1e-3f;
+
+void check_class_ids(const std::vector<int64_t>& ids, const std::string& option, const Dataset& d) {
+  for (const int64_t c : ids)
+    if (c < 0 || c >= d.num_classes)
+      throw UsageError(option + ": class " + std::to_string(c) + " is out of range; " + d.name + " has classes 0.." +
+                       std::to_string(d.num_classes - 1));
+}
+
+// Fails before any data is read or epoch is spent if the model could not be written at the end.
+void check_output_path(const std::string& out) {
+  namespace fs = std::filesystem;
+  const fs::path parent = fs::path(out).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw UsageError("--out " + out + ": directory " + parent.string() + " does not exist");
+  if (fs::is_directory(out, ec)) throw UsageError("--out " + out + ": is a directory, expected a file name");
+}
+
+TrainConfig make_train_config(const TrainOptions& o, const GlobalOptions& g) {
+  TrainConfig cfg;
+  cfg.epochs = o.epochs;
+  cfg.batch = o.batch;
+  cfg.seed = g.seed;
+  cfg.optim.kind = o.optim;
+  const bool sgd = o.optim == "sgd";
+  cfg.optim.lr = (!sgd && o.lr_option->count() == 0) ? kAdamDefaultLr : o.lr;
+  if (!sgd && (o.momentum_option->count() > 0 || o.nesterov))
+    throw UsageError("--momentum and --nesterov apply to --optim sgd only (adam/adamw use beta1 = 0.9, beta2 = 0.999)");
+  cfg.optim.momentum = sgd ? o.momentum : 0.0f;
+  cfg.optim.nesterov = o.nesterov;
+  cfg.optim.weight_decay = o.weight_decay;
+  cfg.schedule.kind = o.schedule;
+  cfg.schedule.milestones = o.milestones;
+  cfg.schedule.gamma = o.gamma;
+  cfg.schedule.total_epochs = o.epochs;
+  if (!o.milestones.empty() && o.schedule != "multistep")
+    throw UsageError("--milestones applies to --schedule multistep only");
+  lr_at(cfg.schedule, cfg.optim.lr, 0);  // throws UsageError for bad schedule parameters, before any work
+  return cfg;
+}
+
+nlohmann::json epoch_json(const EpochReport& r) {
+  return {{"epoch", r.epoch + 1},
+          {"loss", r.loss},
+          {"accuracy", r.accuracy},
+          {"lr", r.lr},
+          {"seconds", r.seconds},
+          {"images_per_second", r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0}};
+}
+
+int run_train(const TrainOptions& o, const GlobalOptions& g) {
+  check_output_path(o.out);
+  auto be = open_backend(g);
+
+  const DataRef ref = parse_data_ref(o.data);
+  Dataset train_set = load_dataset(ref, Split::Train);
+  note(g, "data: " + train_set.name + " train split, " + group_digits(train_set.size()) + " images " +
+              shape_str({train_set.channels(), train_set.height(), train_set.width()}) + " from " +
+              train_set.source);
+  check_class_ids(o.classes, "--classes", train_set);
+  check_class_ids(o.exclude_classes, "--exclude-classes", train_set);
+  if (!o.classes.empty() || !o.exclude_classes.empty()) {
+    train_set = filter_classes(train_set, o.classes, o.exclude_classes);
+    if (train_set.size() == 0) throw UsageError("--classes/--exclude-classes leave no training images");
+    note(g, "class filter keeps " + group_digits(train_set.size()) + " images");
+  }
+  if (o.limit > 0) {
+    train_set = take_shuffled(train_set, o.limit, g.seed);
+    note(g, "--limit keeps " + group_digits(train_set.size()) + " images");
+  }
+  // The test split is read now so a missing file fails before training, not after it.
+  const Dataset test_set = load_dataset(ref, Split::Test);
+
+  ModelSpec spec;
+  spec.arch = o.net;
+  spec.channels = train_set.channels();
+  spec.height = train_set.height();
+  spec.width = train_set.width();
+  spec.num_classes = train_set.num_classes;
+  spec.hidden = o.hidden;
+  spec.mean = train_set.mean;
+  spec.std = train_set.std;
+  const TrainConfig cfg = make_train_config(o, g);
+  auto model = make_model(spec, *be, g.seed);
+  check_data_fits_model(test_set, spec, "--net " + o.net);
+  note(g, "model: " + spec.arch + ", " + group_digits(model->arena().size()) + " parameters");
+
+  model->metadata() = {{"dataset", train_set.name},
+                       {"source", train_set.source},
+                       {"split", "train"},
+                       {"seed", g.seed},
+                       {"classes", o.classes},
+                       {"exclude_classes", o.exclude_classes},
+                       {"limit", o.limit},
+                       {"train_samples", train_set.size()},
+                       {"device", be->name()},
+                       {"command", g.command_line},
+                       {"train", cfg.to_json()}};
+
+  // Per-epoch lines are the command's result, so stdout; with --json stdout holds only the final object.
+  FILE* epoch_out = g.json ? stderr : stdout;
+  const bool show_epochs = !(g.json && g.quiet);
+  std::optional<Progress> progress;
+  int progress_epoch = -1;
+  nlohmann::json epochs = nlohmann::json::array();
+
+  const auto on_progress = [&](int epoch, int64_t done, int64_t total, double loss) {
+    if (epoch != progress_epoch) {
+      progress.emplace("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), total, g.quiet);
+      progress_epoch = epoch;
+    }
+    char status[48];
+    std::snprintf(status, sizeof status, "loss %.4f", loss);
+    progress->update(done, status);
+  };
+  const auto on_epoch = [&](const EpochReport& r) {
+    if (progress) progress->finish();
+    epochs.push_back(epoch_json(r));
+    if (!show_epochs) return;
+    const double rate = r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0;
+    std::fprintf(epoch_out, "epoch %d/%d  loss %.4f  train acc %s  lr %.6g  %.1f s  %.0f img/s\n", r.epoch + 1,
+                 o.epochs, r.loss, percent(r.accuracy).c_str(), static_cast<double>(r.lr), r.seconds, rate);
+    std::fflush(epoch_out);
+  };
+  train(*model, train_set, cfg, on_progress, on_epoch);
+  progress.reset();
+
+  const EvalReport test = evaluate_with_progress(*model, test_set, "test", g);
+  model->metadata()["test"] = {{"accuracy", test.accuracy}, {"loss", test.loss}, {"n", test.n}};
+  save_model(*model, o.out);
+
+  if (g.json) {
+    const nlohmann::json result = {{"model", o.out},
+                                   {"arch", spec.arch},
+                                   {"train_samples", train_set.size()},
+                                   {"epochs", epochs},
+                                   {"test", eval_report_json(test)}};
+    std::printf("%s\n", result.dump().c_str());
+  } else {
+    std::printf("test accuracy %s  loss %.4f  (%s images)\n", percent(test.accuracy).c_str(), test.loss,
+                group_digits(test.n).c_str());
+    std::printf("saved %s\n", o.out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_train_command(CLI::App& parent, GlobalOptions& g) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* app = parent.add_subcommand("train", "Train a model on a dataset and save it");
+  app->add_option("--data", o->data, "Dataset NAME or NAME:PATH")->capture_default_str();
+  app->add_option("--net", o->net, "Architecture")->check(CLI::IsMember(known_archs()))->capture_default_str();
+  app->add_option("--out", o->out, "Where to save the model (.safetensors)")->required();
+  app->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(1, 100000))->capture_default_str();
+  app->add_option("--batch", o->batch, "Mini-batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  app->add_option("--optim", o->optim, "Optimizer: sgd, adam or adamw")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
+  o->lr_option = app->add_option("--lr", o->lr, "Learning rate (default 0.05 for sgd, 0.001 for adam/adamw)")
+                     ->check(CLI::PositiveNumber);
+  o->momentum_option =
+      app->add_option("--momentum", o->momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app->add_option("--weight-decay", o->weight_decay, "Weight decay (decoupled for adamw)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_flag("--nesterov", o->nesterov, "Nesterov momentum (sgd)");
+  app->add_option("--schedule", o->schedule, "Learning-rate schedule, stepped per epoch")
+      ->check(CLI::IsMember({"constant", "multistep", "cosine", "linear"}))
+      ->capture_default_str();
+  app->add_option("--milestones", o->milestones, "Epochs at which multistep multiplies the rate by --gamma (e.g. 3,4)")
+      ->delimiter(',');
+  app->add_option("--gamma", o->gamma, "Multistep factor")->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_option("--classes", o->classes, "Train only on these classes (e.g. 0,1,2); the model keeps all outputs")
+      ->delimiter(',');
+  app->add_option("--exclude-classes", o->exclude_classes, "Train without these classes (e.g. 3,7)")->delimiter(',');
+  app->add_option("--limit", o->limit, "Train on the first N images after a seeded shuffle (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--hidden", o->hidden, "Hidden widths of the mlp arch (e.g. 256,128)")->delimiter(',');
+  add_global_options(*app, g);
+  return {app, [o, &g] { return run_train(*o, g); }};
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,63 @@
+#pragma once
+// Shared pieces of the `lethe` subcommands: the global options, the backend, logging to stderr, evaluation with
+// progress, and the checks that a dataset fits a model.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/backend.h"
+#include "engine/data.h"
+#include "engine/model.h"
+#include "engine/trainer.h"
+
+namespace CLI {
+class App;
+}
+
+namespace lethe::cli {
+
+// Options every subcommand accepts (also before the subcommand name).
+struct GlobalOptions {
+  std::string device = "auto";
+  int threads = 0;  // 0: every core
+  uint64_t seed = 0;
+  bool json = false;
+  bool quiet = false;
+  std::string command_line;  // the invocation, recorded as provenance
+};
+
+// A subcommand: its CLI11 node and what runs when it was selected. run() returns the exit code.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+void add_global_options(CLI::App& app, GlobalOptions& g);
+
+Command add_train_command(CLI::App& parent, GlobalOptions& g);
+Command add_eval_command(CLI::App& parent, GlobalOptions& g);
+Command add_info_command(CLI::App& parent, GlobalOptions& g);
+Command add_predict_command(CLI::App& parent, GlobalOptions& g);
+
+// The backend for --device/--threads, announced on stderr unless --quiet.
+std::unique_ptr<Backend> open_backend(const GlobalOptions& g);
+
+// A progress/status line on stderr, silenced by --quiet. Results go to stdout instead.
+void note(const GlobalOptions& g, const std::string& message);
+
+// Throws InputError (naming both) if the dataset's image shape or class count differs from the model's.
+void check_data_fits_model(const Dataset& data, const ModelSpec& spec, const std::string& model_path);
+
+// evaluate() in slices so a progress bar can follow it; the result is the same as one evaluate() call.
+EvalReport evaluate_with_progress(Model& model, const Dataset& data, const std::string& label,
+                                  const GlobalOptions& g);
+nlohmann::json eval_report_json(const EvalReport& r);
+
+// "1,234,567"
+std::string group_digits(int64_t n);
+std::string percent(double fraction);  // "87.31%"
+
+}  // namespace lethe::cli
