@@ -13,7 +13,10 @@ namespace {
 // JSON arrays as metadata strings (safetensors metadata values must be strings).
 std::string int_list(const std::vector<int64_t>& values) {
   std::string s = "[";
-  for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + std::to_string(values[i]);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(values[i]);
+  }
   return s + "]";
 }
 
@@ -23,7 +26,7 @@ std::string float_list(const std::vector<float>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(values[i]));
-    s += (i ? "," : "");
+    if (i) s += ',';
     s += buf;
   }
   return s + "]";
@@ -43,7 +46,7 @@ class MetadataReader {
   }
   const std::string& required(const std::string& key) const {
     const std::string* v = find(key);
-    if (!v) fail(key, "is missing (not a Lethe model file? load PyTorch weights with load_weights)");
+    if (!v) fail(key, "is missing (a Lethe model file records arch, input_shape and num_classes in its __metadata__)");
     return *v;
   }
   nlohmann::json parse(const std::string& key, const std::string& text) const {

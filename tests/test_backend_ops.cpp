@@ -5,13 +5,15 @@
 // - inputs are fresh seeded random values (never all zeros), copied to the backend's device;
 // - every pure output is poisoned with NaN (i64: a sentinel) first, so an element the op forgets shows up;
 // - outputs must be finite and match the reference by NMSE = Σ(a-b)²/Σb²;
-// - the op runs twice on fresh copies of the same inputs and must give bit-identical results.
+// - the op runs twice on fresh copies of the same inputs and must give bit-identical results;
+// - every tensor is a view at an unaligned offset inside a larger buffer whose guard elements must survive, the way
+//   parameters and their gradients are views into the arena.
 //
 // Thresholds. f32's unit roundoff is u ≈ 6e-8. An output that sums K products in f32 has a relative error of about
 // √K·u typically and K·u at worst, so NMSE ≈ K·u² ≤ 4e-12 for the K ≤ 1000 used here, whatever the summation
 // order (blocked GEMM, per-thread partial sums). kNmse = 1e-10 leaves a wide margin above that, while a real bug
 // (a dropped term, a wrong index, an off-by-one window) moves NMSE to ≥ 1e-4 on random inputs. Ops that only move
-// or select values (copy, fill, ReLU, max-pool forward, argmax) must match exactly (threshold 0).
+// or select values (fill, copy, add, ReLU, non-overlapping max pooling, argmax) must match exactly (threshold 0).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -61,10 +63,51 @@ std::string describe(const Backend& be) {
   return be.name() + " (" + device_name(be.device()) + ", threads=" + std::to_string(be.threads()) + ")";
 }
 
+// Guarded views: kGuard sentinel elements on each side, so the view starts 28 bytes into its buffer (unaligned).
+constexpr int64_t kGuard = 7;
+constexpr float kGuardF32 = 1234.5f;
+constexpr int64_t kGuardI64 = 0x5a5a5a5a;
+std::vector<Tensor> g_guarded_buffers;  // the whole buffers behind the views of the current run
+
+Tensor guarded_empty(const Shape& shape, DType dtype, Device device) {
+  const int64_t numel = shape_numel(shape), total = numel + 2 * kGuard;
+  Tensor whole = Tensor::empty({total}, dtype, device);
+  if (dtype == DType::F32) {
+    test::set_values(whole, std::vector<float>(size_t(total), kGuardF32));
+  } else {
+    const std::vector<int64_t> v(size_t(total), kGuardI64);
+    copy_bytes(whole.raw(), device, v.data(), Device::CPU, whole.nbytes());
+  }
+  g_guarded_buffers.push_back(whole);
+  return whole.rows(kGuard, numel).reshape(shape);
+}
+
+// Counts guard elements that no longer hold their sentinel in every buffer of the current run.
+int64_t damaged_guards() {
+  int64_t damaged = 0;
+  for (const Tensor& whole : g_guarded_buffers) {
+    const Values v = test::to_doubles(whole);
+    const double sentinel = whole.dtype() == DType::F32 ? double(kGuardF32) : double(kGuardI64);
+    for (int64_t i = 0; i < kGuard; ++i) {
+      damaged += v[size_t(i)] != sentinel ? 1 : 0;
+      damaged += v[v.size() - 1 - size_t(i)] != sentinel ? 1 : 0;
+    }
+  }
+  return damaged;
+}
+
 std::vector<Values> run_once(const OpCase& c, Backend& be) {
+  g_guarded_buffers.clear();
   std::vector<Tensor> inputs;
-  for (const Tensor& t : c.inputs) inputs.push_back(test::to_device(t, be.device()));
-  return c.run(be, inputs);
+  for (const Tensor& t : c.inputs) {
+    Tensor view = guarded_empty(t.shape(), t.dtype(), be.device());
+    copy_bytes(view.raw(), be.device(), t.raw(), Device::CPU, t.nbytes());
+    inputs.push_back(view);
+  }
+  std::vector<Values> result = c.run(be, inputs);
+  CHECK_MESSAGE(damaged_guards() == 0, "the op wrote outside a tensor view");
+  g_guarded_buffers.clear();
+  return result;
 }
 
 void check_case(const OpCase& c) {
@@ -101,7 +144,9 @@ void check_case(const OpCase& c) {
 // --- small helpers for writing cases
 
 Tensor out_like(const Backend& be, const Shape& shape, DType dtype = DType::F32) {
-  return test::poisoned(shape, be.device(), dtype);
+  Tensor t = guarded_empty(shape, dtype, be.device());
+  test::poison(t);
+  return t;
 }
 Values vals(const Tensor& t) { return test::to_doubles(t); }
 const float* host(const Tensor& t) { return t.f32(); }  // reference code reads CPU inputs
@@ -141,12 +186,13 @@ Values ref_linear_forward(const Tensor& x, const Tensor& w, const Tensor* b) {
   return y;
 }
 
-struct LinearGrads {
+// Gradients of a weighted op (linear, conv): input, weight, bias.
+struct Grads {
   Values dx, dw, db;
 };
-LinearGrads ref_linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
+Grads ref_linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
   const int64_t n = x.dim(0), in = x.dim(1), out = w.dim(0);
-  LinearGrads g{Values(size_t(n * in), 0.0), Values(size_t(out * in), 0.0), Values(size_t(out), 0.0)};
+  Grads g{Values(size_t(n * in), 0.0), Values(size_t(out * in), 0.0), Values(size_t(out), 0.0)};
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < out; ++o) {
       const double d = host(dy)[i * out + o];
@@ -188,8 +234,8 @@ Values ref_conv_forward(const Tensor& x, const Tensor& w, const Tensor* b, const
   return y;
 }
 
-LinearGrads ref_conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeom& g) {
-  LinearGrads r{Values(size_t(x.numel()), 0.0), Values(size_t(w.numel()), 0.0), Values(size_t(g.o), 0.0)};
+Grads ref_conv_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeom& g) {
+  Grads r{Values(size_t(x.numel()), 0.0), Values(size_t(w.numel()), 0.0), Values(size_t(g.o), 0.0)};
   for (int64_t i = 0; i < dy.numel(); ++i) r.db[size_t((i / (g.ho * g.wo)) % g.o)] += host(dy)[i];
   for_each_conv_tap(g, [&](int64_t, int64_t, int64_t xi, int64_t wi, int64_t yi) {
     const double d = host(dy)[yi];
@@ -308,7 +354,7 @@ OpCase conv_backward_case(const Conv2dGeom& g, int which, Rng& rng) {
   c.inputs = {test::random_tensor({g.n, g.c, g.h, g.w}, rng), test::random_tensor({g.o, g.c, g.kh, g.kw}, rng),
               test::random_tensor({g.n, g.o, g.ho, g.wo}, rng), test::random_tensor({g.o, g.c, g.kh, g.kw}, rng),
               test::random_tensor({g.o}, rng)};
-  const LinearGrads r = ref_conv_backward(c.inputs[0], c.inputs[1], c.inputs[2], g);
+  const Grads r = ref_conv_backward(c.inputs[0], c.inputs[1], c.inputs[2], g);
   if (which & 1) c.expected.push_back(r.dx);
   if (which & 2) c.expected.push_back(accumulated(c.inputs[3], r.dw));
   if (which & 4) c.expected.push_back(accumulated(c.inputs[4], r.db));
@@ -345,7 +391,7 @@ OpCase linear_backward_case(int64_t n, int64_t in, int64_t out, int which, Rng& 
            ((which & 1) ? " dx" : "") + ((which & 2) ? " dw" : "") + ((which & 4) ? " db" : "") + ")";
   c.inputs = {test::random_tensor({n, in}, rng), test::random_tensor({out, in}, rng), test::random_tensor({n, out}, rng),
               test::random_tensor({out, in}, rng), test::random_tensor({out}, rng)};
-  const LinearGrads r = ref_linear_backward(c.inputs[0], c.inputs[1], c.inputs[2]);
+  const Grads r = ref_linear_backward(c.inputs[0], c.inputs[1], c.inputs[2]);
   if (which & 1) c.expected.push_back(r.dx);
   if (which & 2) c.expected.push_back(accumulated(c.inputs[3], r.dw));
   if (which & 4) c.expected.push_back(accumulated(c.inputs[4], r.db));
@@ -910,7 +956,8 @@ TEST_CASE("backend ops: random fills have the right range and moments") {
   const int64_t n = 1 << 16;
   for (const auto& be : backends_under_test()) {
     INFO("backend: ", describe(*be));
-    Tensor u = out_like(*be, {n}), g = out_like(*be, {n}), u_other = out_like(*be, {n});
+    Tensor u = test::poisoned({n}, be->device()), g = test::poisoned({n}, be->device());
+    Tensor u_other = test::poisoned({n}, be->device());
     be->fill_uniform(u, -1.0f, 3.0f, 42, 7);
     be->fill_uniform(u_other, -1.0f, 3.0f, 42, 8);
     be->fill_normal(g, 2.0f, 0.5f, 42, 7);

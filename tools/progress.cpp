@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 namespace lethe::cli {
 namespace {
@@ -79,8 +80,10 @@ void Progress::finish() {
 }
 
 void Progress::draw_bar(int64_t done, const std::string& status, double elapsed) {
+  // Counts padded to the width of the total, so the bar does not change length as they grow.
+  const int digits = static_cast<int>(std::to_string(total_).size());
   char counts[96];
-  std::snprintf(counts, sizeof counts, " %3d%% %lld/%lld", static_cast<int>(done * 100 / total_),
+  std::snprintf(counts, sizeof counts, " %3d%% %*lld/%lld", static_cast<int>(done * 100 / total_), digits,
                 static_cast<long long>(done), static_cast<long long>(total_));
   std::string tail = counts;
   if (!status.empty()) tail += "  " + status;

@@ -28,15 +28,20 @@ static inline int64_t window_argmax(const float* plane, const Pool2dGeom& g, int
   return best;
 }
 
-// The first maximum of a 2x2 window in order (a, b, c, d); a NaN wins, as in window_argmax.
-static inline int first_max_2x2(float a, float b, float c, float d, float& m) {
-  int which = 0;
-  m = a;
-  if (m == m && (b > m || b != b)) { m = b; which = 1; }
-  if (m == m && (c > m || c != c)) { m = c; which = 2; }
-  if (m == m && (d > m || d != d)) { m = d; which = 3; }
-  return which;
+// NaN anywhere in a plane sends it down the exact (slow) path, so the fast 2x2 paths can use branch-free maxima.
+static inline bool plane_has_nan(const float* p, int64_t n) {
+  int nan = 0;
+#pragma omp simd reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) nan |= p[i] != p[i];
+  return nan != 0;
 }
+
+static inline float max4(float a, float b, float c, float d) {
+  const float ab = b > a ? b : a, cd = d > c ? d : c;
+  return cd > ab ? cd : ab;
+}
+
+static bool fast_2x2(const Pool2dGeom& g) { return g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0; }
 
 void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
@@ -44,14 +49,12 @@ void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int thread
   for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
     const float* xp = x + nc * in_plane;
     float* yp = y + nc * out_plane;
-    if (g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0) {  // the common case, without the window loop
+    if (fast_2x2(g) && !plane_has_nan(xp, in_plane)) {  // the common case, without the window loop
       for (int64_t oh = 0; oh < g.ho; ++oh) {
         const float* r0 = xp + 2 * oh * g.w;
         const float* r1 = r0 + g.w;
         for (int64_t ow = 0; ow < g.wo; ++ow) {
-          float m;
-          first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
-          yp[oh * g.wo + ow] = m;
+          yp[oh * g.wo + ow] = max4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
         }
       }
       continue;
@@ -66,27 +69,31 @@ void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int thread
 
 void maxpool2d_backward(const float* x, const float* dy, float* dx, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
-  const bool tiled_2x2 = g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0;
+  const bool tiled_2x2 = fast_2x2(g) && g.h % 2 == 0 && g.w % 2 == 0;
 #pragma omp parallel for num_threads(plane_team(g, threads)) schedule(static)
   for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
     const float* xp = x + nc * in_plane;
     const float* dyp = dy + nc * out_plane;
     float* dxp = dx + nc * in_plane;
-    if (tiled_2x2 && g.h % 2 == 0 && g.w % 2 == 0) {
+    if (tiled_2x2 && !plane_has_nan(xp, in_plane)) {
       // Non-overlapping windows tile the plane: each input element is written exactly once, no memset needed.
       for (int64_t oh = 0; oh < g.ho; ++oh) {
-        const float* r0 = xp + 2 * oh * g.w;
-        const float* r1 = r0 + g.w;
-        float* d0 = dxp + 2 * oh * g.w;
-        float* d1 = d0 + g.w;
+        const float* __restrict r0 = xp + 2 * oh * g.w;
+        const float* __restrict r1 = r0 + g.w;
+        const float* __restrict grads = dyp + oh * g.wo;
+        float* __restrict d0 = dxp + 2 * oh * g.w;
+        float* __restrict d1 = d0 + g.w;
         for (int64_t ow = 0; ow < g.wo; ++ow) {
-          float m;
-          const int which = first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
-          const float grad = dyp[oh * g.wo + ow];
-          d0[2 * ow] = which == 0 ? grad : 0.0f;
-          d0[2 * ow + 1] = which == 1 ? grad : 0.0f;
-          d1[2 * ow] = which == 2 ? grad : 0.0f;
-          d1[2 * ow + 1] = which == 3 ? grad : 0.0f;
+          const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+          const float m = max4(a, b, c, d);
+          // The first maximum in window order takes the gradient (ties: earliest), as the forward pass picks it.
+          // Branch-free (integer masks) so the loop vectorises: a later element wins only if no earlier one did.
+          const int ia = a == m, ib = (b == m) & (ia ^ 1), ic = (c == m) & ((ia | ib) ^ 1), id = (ia | ib | ic) ^ 1;
+          const float grad = grads[ow];
+          d0[2 * ow] = ia ? grad : 0.0f;
+          d0[2 * ow + 1] = ib ? grad : 0.0f;
+          d1[2 * ow] = ic ? grad : 0.0f;
+          d1[2 * ow + 1] = id ? grad : 0.0f;
         }
       }
       continue;
