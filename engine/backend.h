@@ -49,9 +49,10 @@ class Backend {
   virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                                Tensor* db, const Conv2dGeom&) = 0;
 
-  // --- pooling (max pool's backward recomputes the window argmax: first maximum wins, as in PyTorch)
-  virtual void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom&) = 0;
-  virtual void maxpool2d_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const Pool2dGeom&) = 0;
+  // --- pooling. Max pool records, when `argmax` is given, the in-plane index (ih·W + iw) of each window's first
+  // maximum (NaN wins), as PyTorch's indices; backward scatters dy through them. argmax: I64 [N,C,HO,WO].
+  virtual void maxpool2d_forward(const Tensor& x, Tensor& y, Tensor* argmax, const Pool2dGeom&) = 0;
+  virtual void maxpool2d_backward(const Tensor& argmax, const Tensor& dy, Tensor& dx, const Pool2dGeom&) = 0;
   // count_include_pad = true, PyTorch's default; AdaptiveAvgPool2d(1) is the kernel = H×W case.
   virtual void avgpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom&) = 0;
   virtual void avgpool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dGeom&) = 0;

@@ -114,15 +114,17 @@ class CpuBackend final : public Backend {
                        db ? db->f32() : nullptr, g, ws_, threads_);
   }
 
-  void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom& g) override {
+  void maxpool2d_forward(const Tensor& x, Tensor& y, Tensor* argmax, const Pool2dGeom& g) override {
     expect_shape(x, {g.n, g.c, g.h, g.w}, "pool input");
     expect_shape(y, pool_out_shape(g), "pool output");
-    k::maxpool2d_forward(x.f32(), y.f32(), g, threads_);
+    if (argmax) LETHE_CHECK(argmax->dtype() == DType::I64 && argmax->shape() == y.shape(), "pool argmax shape");
+    k::maxpool2d_forward(x.f32(), y.f32(), argmax ? argmax->i64() : nullptr, g, threads_);
   }
-  void maxpool2d_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const Pool2dGeom& g) override {
+  void maxpool2d_backward(const Tensor& argmax, const Tensor& dy, Tensor& dx, const Pool2dGeom& g) override {
     expect_shape(dy, pool_out_shape(g), "pool dy");
-    expect_shape(dx, x.shape(), "pool dx");
-    k::maxpool2d_backward(x.f32(), dy.f32(), dx.f32(), g, threads_);
+    LETHE_CHECK(argmax.dtype() == DType::I64 && argmax.shape() == dy.shape(), "pool argmax shape");
+    expect_shape(dx, {g.n, g.c, g.h, g.w}, "pool dx");
+    k::maxpool2d_backward(argmax.i64(), dy.f32(), dx.f32(), g, threads_);
   }
   void avgpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeom& g) override {
     expect_shape(x, {g.n, g.c, g.h, g.w}, "pool input");

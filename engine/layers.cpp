@@ -186,16 +186,18 @@ Shape MaxPool2d::output_shape(const Shape& in) const {
 const Tensor& MaxPool2d::forward(const Tensor& x, const Pass& pass) {
   const Pool2dGeom g = geom(x.shape());
   Tensor::ensure(y_, {g.n, g.c, g.ho, g.wo}, DType::F32, x.device());
-  pass.be->maxpool2d_forward(x, y_, g);
-  x_ = pass.keep ? x : Tensor();
+  if (pass.keep) Tensor::ensure(argmax_, y_.shape(), DType::I64, x.device());
+  pass.be->maxpool2d_forward(x, y_, pass.keep ? &argmax_ : nullptr, g);
+  in_shape_ = x.shape();
+  if (!pass.keep) argmax_ = Tensor();
   return y_;
 }
 
 const Tensor& MaxPool2d::backward(const Tensor& dy, const Pass& pass, bool need_dx) {
   if (!need_dx) return kUndefined;
-  LETHE_CHECK(x_.defined(), "MaxPool2d::backward without a kept forward");
-  Tensor::ensure(dx_, x_.shape(), DType::F32, x_.device());
-  pass.be->maxpool2d_backward(x_, dy, dx_, geom(x_.shape()));
+  LETHE_CHECK(argmax_.defined(), "MaxPool2d::backward without a kept forward");
+  Tensor::ensure(dx_, in_shape_, DType::F32, dy.device());
+  pass.be->maxpool2d_backward(argmax_, dy, dx_, geom(in_shape_));
   return dx_;
 }
 

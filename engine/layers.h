@@ -114,7 +114,8 @@ class MaxPool2d final : public Layer {
  private:
   Pool2dGeom geom(const Shape& in) const;
   int64_t k_, stride_, pad_;
-  Tensor x_, y_, dx_;
+  Shape in_shape_;
+  Tensor argmax_, y_, dx_;
 };
 
 // AvgPool2d(kernel, stride, padding); kernel 0 means AdaptiveAvgPool2d(1) (the whole spatial extent).

@@ -153,7 +153,7 @@ Tensor distinct_tensor(const Shape& shape, Rng& rng, float gap) {
   Tensor t = Tensor::empty(shape);
   std::vector<int64_t> order(static_cast<size_t>(t.numel()));
   std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), rng.engine());
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[size_t(rng.integer(0, int64_t(i) - 1))]);
   for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = (float(order[size_t(i)]) - 0.5f * float(t.numel())) * gap;
   return t;
 }

@@ -77,8 +77,9 @@ void conv2d_backward(const float* x, const float* w, const float* dy, float* dx,
                      const Conv2dGeom& g, Workspace& ws, int threads);
 
 // ---- pooling
-void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads);
-void maxpool2d_backward(const float* x, const float* dy, float* dx, const Pool2dGeom& g, int threads);
+// argmax may be null (inference); otherwise it receives each window's in-plane index of its first maximum.
+void maxpool2d_forward(const float* x, float* y, int64_t* argmax, const Pool2dGeom& g, int threads);
+void maxpool2d_backward(const int64_t* argmax, const float* dy, float* dx, const Pool2dGeom& g, int threads);
 void avgpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads);
 void avgpool2d_backward(const float* dy, float* dx, const Pool2dGeom& g, int threads);
 

@@ -28,7 +28,7 @@ static inline int64_t window_argmax(const float* plane, const Pool2dGeom& g, int
   return best;
 }
 
-// NaN anywhere in a plane sends it down the exact (slow) path, so the fast 2x2 paths can use branch-free maxima.
+// NaN anywhere in a plane sends it down the exact window loop, so the 2x2 path can use branch-free maxima.
 static inline bool plane_has_nan(const float* p, int64_t n) {
   int nan = 0;
 #pragma omp simd reduction(| : nan)
@@ -36,26 +36,40 @@ static inline bool plane_has_nan(const float* p, int64_t n) {
   return nan != 0;
 }
 
-static inline float max4(float a, float b, float c, float d) {
-  const float ab = b > a ? b : a, cd = d > c ? d : c;
-  return cd > ab ? cd : ab;
-}
-
 static bool fast_2x2(const Pool2dGeom& g) { return g.kh == 2 && g.kw == 2 && g.stride == 2 && g.pad == 0; }
 
-void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int threads) {
+// One NaN-free plane of a 2x2, stride-2 max pool; the argmax variant is a separate instantiation so each inner
+// loop is branch-free and vectorises.
+template <bool kArgmax>
+static void pool_2x2_plane(const float* xp, float* yp, int64_t* ip, const Pool2dGeom& g) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const float* r0 = xp + 2 * oh * g.w;
+    const float* r1 = r0 + g.w;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+      const float ab = b > a ? b : a, cd = d > c ? d : c, m = cd > ab ? cd : ab;
+      yp[oh * g.wo + ow] = m;
+      if constexpr (kArgmax) {  // first maximum in window order (a, b, c, d), in integer arithmetic
+        const int64_t past_a = a != m, past_b = past_a & (b != m), past_c = past_b & (c != m);
+        const int64_t which = past_a + past_b + past_c;
+        ip[oh * g.wo + ow] = (2 * oh + (which >> 1)) * g.w + 2 * ow + (which & 1);
+      }
+    }
+  }
+}
+
+void maxpool2d_forward(const float* x, float* y, int64_t* argmax, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
 #pragma omp parallel for num_threads(plane_team(g, threads)) schedule(static)
   for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
     const float* xp = x + nc * in_plane;
     float* yp = y + nc * out_plane;
-    if (fast_2x2(g) && !plane_has_nan(xp, in_plane)) {  // the common case, without the window loop
-      for (int64_t oh = 0; oh < g.ho; ++oh) {
-        const float* r0 = xp + 2 * oh * g.w;
-        const float* r1 = r0 + g.w;
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          yp[oh * g.wo + ow] = max4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
-        }
+    int64_t* ip = argmax ? argmax + nc * out_plane : nullptr;
+    if (fast_2x2(g) && !plane_has_nan(xp, in_plane)) {  // LeNet's pools: no window loop, no branches
+      if (ip) {
+        pool_2x2_plane<true>(xp, yp, ip, g);
+      } else {
+        pool_2x2_plane<false>(xp, yp, nullptr, g);
       }
       continue;
     }
@@ -63,47 +77,21 @@ void maxpool2d_forward(const float* x, float* y, const Pool2dGeom& g, int thread
       for (int64_t ow = 0; ow < g.wo; ++ow) {
         const int64_t i = window_argmax(xp, g, oh, ow);
         yp[oh * g.wo + ow] = i < 0 ? -std::numeric_limits<float>::infinity() : xp[i];
+        if (ip) ip[oh * g.wo + ow] = i;
       }
   }
 }
 
-void maxpool2d_backward(const float* x, const float* dy, float* dx, const Pool2dGeom& g, int threads) {
+void maxpool2d_backward(const int64_t* argmax, const float* dy, float* dx, const Pool2dGeom& g, int threads) {
   const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
-  const bool tiled_2x2 = fast_2x2(g) && g.h % 2 == 0 && g.w % 2 == 0;
 #pragma omp parallel for num_threads(plane_team(g, threads)) schedule(static)
   for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
-    const float* xp = x + nc * in_plane;
+    const int64_t* ip = argmax + nc * out_plane;
     const float* dyp = dy + nc * out_plane;
     float* dxp = dx + nc * in_plane;
-    if (tiled_2x2 && !plane_has_nan(xp, in_plane)) {
-      // Non-overlapping windows tile the plane: each input element is written exactly once, no memset needed.
-      for (int64_t oh = 0; oh < g.ho; ++oh) {
-        const float* __restrict r0 = xp + 2 * oh * g.w;
-        const float* __restrict r1 = r0 + g.w;
-        const float* __restrict grads = dyp + oh * g.wo;
-        float* __restrict d0 = dxp + 2 * oh * g.w;
-        float* __restrict d1 = d0 + g.w;
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-          const float m = max4(a, b, c, d);
-          // The first maximum in window order takes the gradient (ties: earliest), as the forward pass picks it.
-          // Branch-free (integer masks) so the loop vectorises: a later element wins only if no earlier one did.
-          const int ia = a == m, ib = (b == m) & (ia ^ 1), ic = (c == m) & ((ia | ib) ^ 1), id = (ia | ib | ic) ^ 1;
-          const float grad = grads[ow];
-          d0[2 * ow] = ia ? grad : 0.0f;
-          d0[2 * ow + 1] = ib ? grad : 0.0f;
-          d1[2 * ow] = ic ? grad : 0.0f;
-          d1[2 * ow + 1] = id ? grad : 0.0f;
-        }
-      }
-      continue;
-    }
     std::memset(dxp, 0, sizeof(float) * static_cast<size_t>(in_plane));
-    for (int64_t oh = 0; oh < g.ho; ++oh)
-      for (int64_t ow = 0; ow < g.wo; ++ow) {
-        const int64_t i = window_argmax(xp, g, oh, ow);
-        if (i >= 0) dxp[i] += dyp[oh * g.wo + ow];
-      }
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (ip[o] >= 0) dxp[ip[o]] += dyp[o];  // += : overlapping windows may share a maximum
   }
 }
 
