@@ -415,27 +415,43 @@ Tensor tied_tensor(const Shape& shape, Rng& rng) {
   return t;
 }
 
-OpCase maxpool_case(const Pool2dGeom& g, bool ties, Rng& rng) {
-  OpCase c;
-  c.name = "maxpool2d(" + geom_str(g) + (ties ? " ties" : "") + ")";
+// Forward (with and without the argmax record) and backward (through the reference argmax) of one geometry.
+std::vector<OpCase> maxpool_cases(const Pool2dGeom& g, bool ties, Rng& rng) {
+  const std::string name = "maxpool2d(" + geom_str(g) + (ties ? " ties" : "") + ")";
   const Shape xs{g.n, g.c, g.h, g.w}, ys{g.n, g.c, g.ho, g.wo};
-  c.inputs = {ties ? tied_tensor(xs, rng) : test::random_tensor(xs, rng), test::random_tensor(ys, rng)};
-  const std::vector<int64_t> arg = ref_maxpool_argmax(c.inputs[0], g);
-  Values y(arg.size()), dx(size_t(c.inputs[0].numel()), 0.0);
+  const Tensor x = ties ? tied_tensor(xs, rng) : test::random_tensor(xs, rng), dy = test::random_tensor(ys, rng);
+  const std::vector<int64_t> arg = ref_maxpool_argmax(x, g);
+  Tensor in_plane = Tensor::empty(ys, DType::I64);  // the interface's argmax: ih·W + iw within the plane
+  Values y(arg.size()), plane_index(arg.size()), dx(size_t(x.numel()), 0.0);
   for (size_t i = 0; i < arg.size(); ++i) {
-    y[i] = host(c.inputs[0])[arg[i]];
-    dx[size_t(arg[i])] += host(c.inputs[1])[i];
+    in_plane.i64()[i] = arg[i] % (g.h * g.w);
+    plane_index[i] = double(in_plane.i64()[i]);
+    y[i] = host(x)[arg[i]];
+    dx[size_t(arg[i])] += host(dy)[i];
   }
-  c.expected = {y, dx};
-  // The forward only selects values: exact. The backward sums up to ⌈k/s⌉² dy values per element: rounding only.
-  c.max_nmse = kNmse;
-  c.run = [xs, ys, g](Backend& be, std::vector<Tensor>& in) -> std::vector<Values> {
-    Tensor yt = out_like(be, ys), dxt = out_like(be, xs);
-    be.maxpool2d_forward(in[0], yt, g);
-    be.maxpool2d_backward(in[0], in[1], dxt, g);
-    return {vals(yt), vals(dxt)};
+  OpCase fwd;
+  fwd.name = name + " forward";
+  fwd.inputs = {x};
+  fwd.expected = {y, plane_index, y};
+  fwd.max_nmse = kExact;  // selection only
+  fwd.run = [ys, g](Backend& be, std::vector<Tensor>& in) -> std::vector<Values> {
+    Tensor yt = out_like(be, ys), at = out_like(be, ys, DType::I64), y_only = out_like(be, ys);
+    be.maxpool2d_forward(in[0], yt, &at, g);
+    be.maxpool2d_forward(in[0], y_only, nullptr, g);
+    return {vals(yt), vals(at), vals(y_only)};
   };
-  return c;
+  OpCase bwd;
+  bwd.name = name + " backward";
+  bwd.inputs = {in_plane, dy};
+  bwd.expected = {dx};
+  bwd.run = [xs, g](Backend& be, std::vector<Tensor>& in) -> std::vector<Values> {
+    Tensor dxt = out_like(be, xs);
+    be.maxpool2d_backward(in[0], in[1], dxt, g);
+    return {vals(dxt)};
+  };
+  // Overlapping windows sum several dy into one element, so the backward is exact only without overlap.
+  if (g.stride >= g.kh && g.stride >= g.kw) bwd.max_nmse = kExact;
+  return {fwd, bwd};
 }
 
 OpCase avgpool_case(const Pool2dGeom& g, Rng& rng) {
@@ -713,17 +729,37 @@ TEST_CASE("backend ops: conv2d forward and backward") {
 
 TEST_CASE("backend ops: max pooling forward and backward") {
   Rng rng(106);
-  for (bool ties : {false, true}) {
-    check_case(maxpool_case(Pool2dGeom::make(2, 3, 8, 8, 2, 2, 2, 0), ties, rng));    // LeNet's 2x2/2
-    check_case(maxpool_case(Pool2dGeom::make(2, 2, 9, 7, 3, 3, 2, 1), ties, rng));    // ResNet's 3x3/2 pad 1, overlap
-    check_case(maxpool_case(Pool2dGeom::make(1, 3, 10, 11, 2, 2, 3, 0), ties, rng));  // stride > kernel: gaps
-    check_case(maxpool_case(Pool2dGeom::make(2, 2, 7, 7, 3, 3, 1, 1), ties, rng));    // stride 1: heavy overlap
+  const std::vector<Pool2dGeom> geoms = {
+      Pool2dGeom::make(2, 3, 8, 8, 2, 2, 2, 0),    // LeNet's 2x2/2
+      Pool2dGeom::make(2, 2, 9, 7, 3, 3, 2, 1),    // ResNet's 3x3/2 pad 1: overlap, padding never wins
+      Pool2dGeom::make(1, 3, 10, 11, 2, 2, 3, 0),  // stride > kernel: elements in no window get 0
+      Pool2dGeom::make(2, 2, 7, 7, 3, 3, 1, 1),    // stride 1: heavy overlap
+  };
+  for (const Pool2dGeom& g : geoms)
+    for (bool ties : {false, true})
+      for (const OpCase& c : maxpool_cases(g, ties, rng)) check_case(c);
+}
+
+TEST_CASE("backend ops: max pooling propagates NaN like PyTorch") {
+  // A NaN in a window wins it (PyTorch: `val > max || isnan(val)`), so a diverged net is not silently masked.
+  Tensor x = Tensor::from_vector({1, 2, 3, 4,  //
+                                  5, NAN, 7, 8,  //
+                                  9, 10, 11, 12,  //
+                                  13, 14, 15, 16},
+                                 {1, 1, 4, 4});
+  const Pool2dGeom g = Pool2dGeom::make(1, 1, 4, 4, 2, 2, 2, 0);
+  for (const auto& be : backends_under_test()) {
+    INFO("backend: ", describe(*be));
+    Tensor y = test::poisoned({1, 1, 2, 2}, be->device()), arg = test::poisoned({1, 1, 2, 2}, be->device(), DType::I64);
+    be->maxpool2d_forward(test::to_device(x, be->device()), y, &arg, g);
+    const Values yv = vals(y), av = vals(arg);
+    CHECK(std::isnan(yv[0]));
+    CHECK(av[0] == 5.0);
+    CHECK(yv[1] == 8.0);
+    CHECK(av[1] == 7.0);
+    CHECK(yv[3] == 16.0);
+    CHECK(av[3] == 15.0);
   }
-  // With stride 2 and no overlap each window's forward value is a plain copy: check it exactly too.
-  OpCase exact = maxpool_case(Pool2dGeom::make(2, 3, 8, 8, 2, 2, 2, 0), true, rng);
-  exact.name += " exact";
-  exact.max_nmse = kExact;
-  check_case(exact);
 }
 
 TEST_CASE("backend ops: average pooling forward and backward") {
