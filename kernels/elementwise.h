@@ -8,9 +8,11 @@
 
 namespace lethe::kernels {
 
-LETHE_HD float relu(float x) { return x > 0.0f ? x : 0.0f; }
-// Gradient through ReLU, taken from the output (y > 0 iff x > 0), as PyTorch's threshold_backward does.
-LETHE_HD float relu_backward(float y, float dy) { return y > 0.0f ? dy : 0.0f; }
+// NaN propagates (x != x), as torch.relu does: a NaN must never be silently turned into a zero.
+LETHE_HD float relu(float x) { return (x > 0.0f || x != x) ? x : 0.0f; }
+// Gradient through ReLU, taken from the output (y > 0 iff x > 0), as PyTorch's threshold_backward does:
+// zero where y <= 0, passed through otherwise (NaN included).
+LETHE_HD float relu_backward(float y, float dy) { return y <= 0.0f ? 0.0f : dy; }
 
 // (x - mean) / std per channel; the model's fixed input normalisation.
 LETHE_HD float normalize(float x, float mean, float inv_std) { return (x - mean) * inv_std; }
