@@ -7,6 +7,8 @@
 // - Parameter gradients ACCUMULATE (+=) into their destination, like PyTorch's .grad; zero them first.
 // - Input gradients (dx) OVERWRITE their destination. A null pointer means "not needed" and is skipped.
 // - Outputs never alias inputs unless an op says so.
+// - `relu` on a producing op (conv, linear, batch norm) applies ReLU to its output in the same pass, saving a trip
+//   through memory; Sequential fuses a ReLU layer into the layer before it this way.
 #include <memory>
 #include <string>
 
@@ -40,12 +42,13 @@ class Backend {
   virtual void normalize_backward(const Tensor& dy, const Tensor& inv_std, Tensor& dx) = 0;
 
   // --- dense: x [N, in], w [out, in], b [out] or null, y [N, out]
-  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) = 0;
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, bool relu = false) = 0;
   virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                                Tensor* db) = 0;
 
   // --- convolution: x [N,C,H,W], w [O,C,KH,KW], b [O] or null, y [N,O,HO,WO]
-  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom&) = 0;
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom&,
+                              bool relu = false) = 0;
   virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                                Tensor* db, const Conv2dGeom&) = 0;
 
@@ -62,7 +65,7 @@ class Backend {
   // running statistics and also fills save_mean/save_invstd from them.
   virtual void batchnorm2d_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                    Tensor& running_var, bool batch_stats, float momentum, float eps, Tensor& y,
-                                   Tensor& save_mean, Tensor& save_invstd) = 0;
+                                   Tensor& save_mean, Tensor& save_invstd, bool relu = false) = 0;
   // batch_stats selects the train-mode gradient (through the batch statistics) or the eval-mode one.
   virtual void batchnorm2d_backward(const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
                                     const Tensor& save_invstd, const Tensor& dy, bool batch_stats, Tensor* dx,

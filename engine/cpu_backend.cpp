@@ -76,13 +76,13 @@ class CpuBackend final : public Backend {
     k::normalize_backward(dy.f32(), inv_std.f32(), dx.f32(), dy.dim(0), dy.dim(1), dy.dim(2) * dy.dim(3), threads_);
   }
 
-  void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override {
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, bool relu) override {
     expect_cpu_f32(x, "linear input");
     const int64_t n = x.dim(0), out = w.dim(0), in = w.dim(1);
     LETHE_CHECK(x.numel() == n * in, "linear input " + shape_str(x.shape()) + " vs weight " + shape_str(w.shape()));
     if (b) expect_shape(*b, {out}, "linear bias");
     expect_shape(y, {n, out}, "linear output");
-    k::linear_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), n, in, out, threads_);
+    k::linear_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), n, in, out, relu, threads_);
   }
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                        Tensor* db) override {
@@ -95,13 +95,14 @@ class CpuBackend final : public Backend {
                        db ? db->f32() : nullptr, n, in, out, threads_);
   }
 
-  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom& g) override {
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom& g,
+                      bool relu) override {
     expect_cpu_f32(x, "conv input");
     expect_shape(x, {g.n, g.c, g.h, g.w}, "conv input");
     expect_shape(w, {g.o, g.c, g.kh, g.kw}, "conv weight");
     if (b) expect_shape(*b, {g.o}, "conv bias");
     expect_shape(y, conv_out_shape(g), "conv output");
-    k::conv2d_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), g, ws_, threads_);
+    k::conv2d_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), g, relu, ws_, threads_);
   }
   void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db,
                        const Conv2dGeom& g) override {
@@ -139,7 +140,7 @@ class CpuBackend final : public Backend {
 
   void batchnorm2d_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                            Tensor& running_var, bool batch_stats, float momentum, float eps, Tensor& y,
-                           Tensor& save_mean, Tensor& save_invstd) override {
+                           Tensor& save_mean, Tensor& save_invstd, bool relu) override {
     LETHE_CHECK(x.ndim() == 4, "batchnorm input must be NCHW");
     const int64_t c = x.dim(1);
     for (const Tensor* t : {&gamma, &beta, static_cast<const Tensor*>(&running_mean), static_cast<const Tensor*>(&running_var),
@@ -148,7 +149,7 @@ class CpuBackend final : public Backend {
     expect_shape(y, x.shape(), "batchnorm output");
     k::batchnorm_forward(x.f32(), gamma.f32(), beta.f32(), running_mean.f32(), running_var.f32(), batch_stats,
                          momentum, eps, y.f32(), save_mean.f32(), save_invstd.f32(), x.dim(0), c,
-                         x.dim(2) * x.dim(3), threads_);
+                         x.dim(2) * x.dim(3), relu, threads_);
   }
   void batchnorm2d_backward(const Tensor& x, const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd,
                             const Tensor& dy, bool batch_stats, Tensor* dx, Tensor* dgamma, Tensor* dbeta) override {

@@ -48,7 +48,7 @@ Shape Conv2d::output_shape(const Shape& in) const {
 const Tensor& Conv2d::forward(const Tensor& x, const Pass& pass) {
   const Conv2dGeom g = geom(x.shape());
   Tensor::ensure(y_, {g.n, g.o, g.ho, g.wo}, DType::F32, x.device());
-  pass.be->conv2d_forward(x, weight, has_bias_ ? &bias : nullptr, y_, g);
+  pass.be->conv2d_forward(x, weight, has_bias_ ? &bias : nullptr, y_, g, fused_relu_);
   x_ = pass.keep ? x : Tensor();
   return y_;
 }
@@ -86,7 +86,7 @@ Shape Linear::output_shape(const Shape& in) const {
 
 const Tensor& Linear::forward(const Tensor& x, const Pass& pass) {
   Tensor::ensure(y_, output_shape(x.shape()), DType::F32, x.device());
-  pass.be->linear_forward(x, weight, has_bias_ ? &bias : nullptr, y_);
+  pass.be->linear_forward(x, weight, has_bias_ ? &bias : nullptr, y_, fused_relu_);
   x_ = pass.keep ? x : Tensor();
   return y_;
 }
@@ -131,7 +131,7 @@ const Tensor& BatchNorm2d::forward(const Tensor& x, const Pass& pass) {
   Tensor::ensure(save_invstd_, {channels_}, DType::F32, x.device());
   last_batch_stats_ = pass.train;
   pass.be->batchnorm2d_forward(x, weight, bias, running_mean, running_var, pass.train, momentum_, eps_, y_, save_mean_,
-                               save_invstd_);
+                               save_invstd_, fused_relu_);
   if (pass.train) {
     int64_t tracked = 0;
     copy_bytes(&tracked, Device::CPU, num_batches_tracked.raw(), num_batches_tracked.device(), sizeof tracked);
@@ -153,6 +153,10 @@ const Tensor& BatchNorm2d::backward(const Tensor& dy, const Pass& pass, bool nee
 
 // ---------------------------------------------------------------- ReLU
 const Tensor& ReLU::forward(const Tensor& x, const Pass& pass) {
+  if (fused_) {
+    y_ = x;
+    return y_;
+  }
   Tensor::ensure(y_, x.shape(), DType::F32, x.device());
   pass.be->relu_forward(x, y_);
   return y_;
@@ -257,6 +261,8 @@ const Tensor& Flatten::backward(const Tensor& dy, const Pass&, bool need_dx) {
 
 // ---------------------------------------------------------------- Sequential
 Sequential& Sequential::add(std::string name, LayerPtr layer) {
+  if (auto* relu = dynamic_cast<ReLU*>(layer.get()); relu && !children_.empty() && children_.back().second->absorb_relu())
+    relu->input_already_activated();
   children_.emplace_back(std::move(name), std::move(layer));
   return *this;
 }

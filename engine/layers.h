@@ -31,6 +31,8 @@ class Layer {
   virtual const Tensor& forward(const Tensor& x, const Pass& pass) = 0;
   // Returns dL/dx (valid until the next backward); undefined tensor if !need_dx.
   virtual const Tensor& backward(const Tensor& dy, const Pass& pass, bool need_dx) = 0;
+  // Asks the layer to apply a following ReLU in its own output pass; true if it will (see Sequential::add).
+  virtual bool absorb_relu() { return false; }
 };
 
 using LayerPtr = std::unique_ptr<Layer>;
@@ -45,9 +47,11 @@ class Conv2d final : public Layer {
   Shape output_shape(const Shape& in) const override;
   const Tensor& forward(const Tensor& x, const Pass&) override;
   const Tensor& backward(const Tensor& dy, const Pass&, bool need_dx) override;
+  bool absorb_relu() override { return fused_relu_ = true; }
   Tensor weight, bias, weight_grad, bias_grad;
 
  private:
+  bool fused_relu_ = false;
   Conv2dGeom geom(const Shape& in) const;
   int64_t in_, out_, k_, stride_, pad_;
   bool has_bias_;
@@ -65,9 +69,11 @@ class Linear final : public Layer {
   const Tensor& backward(const Tensor& dy, const Pass&, bool need_dx) override;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
+  bool absorb_relu() override { return fused_relu_ = true; }
   Tensor weight, bias, weight_grad, bias_grad;
 
  private:
+  bool fused_relu_ = false;
   int64_t in_, out_;
   bool has_bias_;
   Tensor x_, y_, dx_;
@@ -82,10 +88,12 @@ class BatchNorm2d final : public Layer {
   Shape output_shape(const Shape& in) const override { return in; }
   const Tensor& forward(const Tensor& x, const Pass&) override;
   const Tensor& backward(const Tensor& dy, const Pass&, bool need_dx) override;
+  bool absorb_relu() override { return fused_relu_ = true; }
   Tensor weight, bias, weight_grad, bias_grad;
   Tensor running_mean, running_var, num_batches_tracked;  // num_batches_tracked: I64 scalar
 
  private:
+  bool fused_relu_ = false;
   int64_t channels_;
   float eps_, momentum_;
   bool last_batch_stats_ = false;
@@ -98,8 +106,11 @@ class ReLU final : public Layer {
   Shape output_shape(const Shape& in) const override { return in; }
   const Tensor& forward(const Tensor& x, const Pass&) override;
   const Tensor& backward(const Tensor& dy, const Pass&, bool need_dx) override;
+  // The producer before it already applied the ReLU: forward only adopts its input as the output.
+  void input_already_activated() { fused_ = true; }
 
  private:
+  bool fused_ = false;
   Tensor y_, dx_;
 };
 
@@ -152,7 +163,9 @@ class Flatten final : public Layer {
 class Sequential : public Layer {
  public:
   Sequential() = default;
-  Sequential& add(std::string name, LayerPtr layer);  // name "" for parameterless layers
+  // name "" for parameterless layers. A ReLU added right after a layer that can absorb it (conv, linear, batch
+  // norm) is fused into that layer's output pass; names and gradients are unchanged.
+  Sequential& add(std::string name, LayerPtr layer);
   std::string kind() const override { return "Sequential"; }
   void register_params(ParamArena&, const std::string& prefix) override;
   void reset_parameters(Backend&, uint64_t seed, uint64_t& stream) override;

@@ -340,7 +340,7 @@ OpCase conv_forward_case(const Conv2dGeom& g, bool bias, Rng& rng) {
   c.expected = {ref_conv_forward(c.inputs[0], c.inputs[1], bias ? &c.inputs[2] : nullptr, g)};
   c.run = [g, bias](Backend& be, std::vector<Tensor>& in) -> std::vector<Values> {
     Tensor y = out_like(be, {g.n, g.o, g.ho, g.wo});
-    be.conv2d_forward(in[0], in[1], bias ? &in[2] : nullptr, y, g);
+    be.conv2d_forward(in[0], in[1], bias ? &in[2] : nullptr, y, g, false);
     return {vals(y)};
   };
   return c;

@@ -88,7 +88,10 @@ nlohmann::json epoch_json(const EpochReport& r) {
 }
 
 int run_train(const TrainOptions& o, const GlobalOptions& g) {
+  // Everything decidable from the options alone is checked before any data is read.
   check_output_path(o.out);
+  if (!o.hidden.empty() && o.net != "mlp") throw UsageError("--hidden applies to --net mlp only");
+  const TrainConfig cfg = make_train_config(o, g);
   auto be = open_backend(g);
 
   const DataRef ref = parse_data_ref(o.data);
@@ -119,7 +122,6 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   spec.hidden = o.hidden;
   spec.mean = train_set.mean;
   spec.std = train_set.std;
-  const TrainConfig cfg = make_train_config(o, g);
   auto model = make_model(spec, *be, g.seed);
   check_data_fits_model(test_set, spec, "--net " + o.net);
   note(g, "model: " + spec.arch + ", " + group_digits(model->arena().size()) + " parameters");

@@ -93,8 +93,8 @@ int conv_team(const Conv2dGeom& g, int threads) {
 void im2col(const float* x, float* col, const Conv2dGeom& g) { im2col_ld(x, col, g, g.out_pixels()); }
 void col2im_add(const float* col, float* dx, const Conv2dGeom& g) { col2im_add_ld(col, dx, g, g.out_pixels()); }
 
-void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, Workspace& ws,
-                    int threads) {
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, bool relu,
+                    Workspace& ws, int threads) {
   const int64_t P = g.out_pixels(), K = g.col_rows(), in_size = g.c * g.h * g.w, out_size = g.o * P;
   const int team = conv_team(g, threads);
   ws.resize_threads(team);
@@ -117,6 +117,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
       if (b)
         for (int64_t o = 0; o < g.o; ++o) std::fill(yn + o * P, yn + (o + 1) * P, b[o]);
       sgemm(false, false, g.o, P, K, 1.0f, w, K, col, P, b ? 1.0f : 0.0f, yn, P);
+      if (relu)
+        for (int64_t i = 0; i < out_size; ++i) yn[i] = kernels::relu(yn[i]);
     } else {  // GEMM into [O, cnt·P], then scatter each image's block to NCHW
       float* out = ws.get(t, 1, static_cast<size_t>(g.o * cols));
       sgemm(false, false, g.o, cols, K, 1.0f, w, K, col, cols, 0.0f, out, cols);
@@ -126,7 +128,11 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
           const float bias = b ? b[o] : 0.0f;
           const float* src = out + o * cols + i * P;
           float* dst = yn + o * P;
-          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bias;
+          if (relu) {
+            for (int64_t p = 0; p < P; ++p) dst[p] = kernels::relu(src[p] + bias);
+          } else {
+            for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bias;
+          }
         }
       }
     }

@@ -64,15 +64,15 @@ void normalize_backward(const float* dy, const float* inv_std, float* dx, int64_
 
 // ---- dense: x [n, in], w [out, in]
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out,
-                    int threads);
+                    bool relu, int threads);
 void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int64_t n,
                      int64_t in, int64_t out, int threads);
 
 // ---- convolution (im2col + GEMM over groups of images)
 void im2col(const float* x, float* col, const Conv2dGeom& g);  // one image: col [C·KH·KW, HO·WO]
 void col2im_add(const float* col, float* dx, const Conv2dGeom& g);  // one image: dx += scatter(col)
-void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, Workspace& ws,
-                    int threads);
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, bool relu,
+                    Workspace& ws, int threads);
 void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const Conv2dGeom& g, Workspace& ws, int threads);
 
@@ -86,7 +86,7 @@ void avgpool2d_backward(const float* dy, float* dx, const Pool2dGeom& g, int thr
 // ---- batch norm over x [n, c, hw]
 void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* running_mean,
                        float* running_var, bool batch_stats, float momentum, float eps, float* y, float* save_mean,
-                       float* save_invstd, int64_t n, int64_t c, int64_t hw, int threads);
+                       float* save_invstd, int64_t n, int64_t c, int64_t hw, bool relu, int threads);
 void batchnorm_backward(const float* x, const float* gamma, const float* save_mean, const float* save_invstd,
                         const float* dy, bool batch_stats, float* dx, float* dgamma, float* dbeta, int64_t n,
                         int64_t c, int64_t hw, int threads);

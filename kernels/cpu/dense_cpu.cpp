@@ -12,7 +12,7 @@ namespace lethe::kernels::cpu {
 static int gemm_team(int64_t macs, int threads) { return macs < 200000 ? 1 : threads; }
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out,
-                    int threads) {
+                    bool relu, int threads) {
   const int parts = gemm_team(n * in * out, threads);
 #pragma omp parallel num_threads(parts)
   {
@@ -24,6 +24,8 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, in
           for (int64_t o = 0; o < out; ++o) y[r * out + o] = b[o];
       }
       sgemm(false, true, r1 - r0, out, in, 1.0f, x + r0 * in, in, w, in, b ? 1.0f : 0.0f, y + r0 * out, out);
+      if (relu)
+        for (int64_t i = r0 * out; i < r1 * out; ++i) y[i] = kernels::relu(y[i]);
     }
   }
 }

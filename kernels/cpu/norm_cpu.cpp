@@ -7,7 +7,7 @@ namespace lethe::kernels::cpu {
 
 void batchnorm_forward(const float* x, const float* gamma, const float* beta, float* running_mean,
                        float* running_var, bool batch_stats, float momentum, float eps, float* y, float* save_mean,
-                       float* save_invstd, int64_t n, int64_t c, int64_t hw, int threads) {
+                       float* save_invstd, int64_t n, int64_t c, int64_t hw, bool relu, int threads) {
   const int64_t count = n * hw;
 #pragma omp parallel for num_threads(n * c * hw < 65536 ? 1 : threads) schedule(static)
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -44,7 +44,11 @@ void batchnorm_forward(const float* x, const float* gamma, const float* beta, fl
     for (int64_t i = 0; i < n; ++i) {
       const float* p = x + (i * c + ch) * hw;
       float* q = y + (i * c + ch) * hw;
-      for (int64_t j = 0; j < hw; ++j) q[j] = batchnorm_apply(p[j], mean, invstd, gm, bt);
+      if (relu) {
+        for (int64_t j = 0; j < hw; ++j) q[j] = kernels::relu(batchnorm_apply(p[j], mean, invstd, gm, bt));
+      } else {
+        for (int64_t j = 0; j < hw; ++j) q[j] = batchnorm_apply(p[j], mean, invstd, gm, bt);
+      }
     }
   }
 }
