@@ -2,12 +2,24 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/loss.h"
 #include "kernels/philox.h"
 
 namespace lethe {
+
+namespace {
+// A float as the shortest decimal that reads back to it, so 0.9f is recorded as 0.9 rather than 0.8999999761581421.
+double short_decimal(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", static_cast<double>(v));
+  if (std::strtof(buf, nullptr) != v) std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return std::strtod(buf, nullptr);
+}
+}  // namespace
 
 nlohmann::json TrainConfig::to_json() const {
   return {{"epochs", epochs},
@@ -18,22 +30,22 @@ nlohmann::json TrainConfig::to_json() const {
           {"freeze_bn", freeze_bn},
           {"optim",
            {{"kind", optim.kind},
-            {"lr", optim.lr},
-            {"momentum", optim.momentum},
-            {"dampening", optim.dampening},
-            {"weight_decay", optim.weight_decay},
+            {"lr", short_decimal(optim.lr)},
+            {"momentum", short_decimal(optim.momentum)},
+            {"dampening", short_decimal(optim.dampening)},
+            {"weight_decay", short_decimal(optim.weight_decay)},
             {"nesterov", optim.nesterov},
-            {"beta1", optim.beta1},
-            {"beta2", optim.beta2},
-            {"eps", optim.eps}}},
+            {"beta1", short_decimal(optim.beta1)},
+            {"beta2", short_decimal(optim.beta2)},
+            {"eps", short_decimal(optim.eps)}}},
           {"schedule",
            {{"kind", schedule.kind},
             {"milestones", schedule.milestones},
-            {"gamma", schedule.gamma},
+            {"gamma", short_decimal(schedule.gamma)},
             {"total_epochs", schedule.total_epochs},
-            {"eta_min", schedule.eta_min},
-            {"start_factor", schedule.start_factor},
-            {"end_factor", schedule.end_factor}}}};
+            {"eta_min", short_decimal(schedule.eta_min)},
+            {"start_factor", short_decimal(schedule.start_factor)},
+            {"end_factor", short_decimal(schedule.end_factor)}}}};
 }
 
 namespace {
