@@ -226,4 +226,17 @@ std::unique_ptr<Model> make_model(const ModelSpec& spec, Backend& be, uint64_t s
   return model;
 }
 
+ModelSpec spec_for_data(const std::string& arch, const Dataset& data, std::vector<int64_t> hidden) {
+  ModelSpec spec;
+  spec.arch = arch;
+  spec.channels = data.channels();
+  spec.height = data.height();
+  spec.width = data.width();
+  spec.num_classes = data.num_classes;
+  spec.hidden = std::move(hidden);
+  spec.mean = data.mean;
+  spec.std = data.std;
+  return spec;
+}
+
 }  // namespace lethe

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/data.h"
 #include "engine/model.h"
 
 namespace lethe {
@@ -14,5 +15,7 @@ std::unique_ptr<Model> make_model(const ModelSpec& spec, Backend& be, uint64_t s
 // Builds the layer tree only, uninitialised (loading a file overwrites every value anyway).
 std::unique_ptr<Model> make_model_uninitialised(const ModelSpec& spec, Backend& be);
 std::vector<std::string> known_archs();  // {"lenet5", "convnet", "resnet18", "mlp"}
+// The spec of `arch` for a dataset: its image shape, class count and normalisation (hidden: mlp widths).
+ModelSpec spec_for_data(const std::string& arch, const Dataset& data, std::vector<int64_t> hidden = {});
 
 }  // namespace lethe

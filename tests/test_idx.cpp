@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+
+#include "tests/test_util.h"
 #include <unistd.h>
 #include <zlib.h>
 
@@ -61,17 +63,8 @@ struct ScopedCwd {
   }
 };
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_bytes;
+using test::write_bytes;
 
 void write_gzip(const std::string& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb9");

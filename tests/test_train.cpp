@@ -38,17 +38,7 @@ Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed) {
   return d;
 }
 
-ModelSpec spec_for(const Dataset& d, const std::string& arch) {
-  ModelSpec s;
-  s.arch = arch;
-  s.channels = d.channels();
-  s.height = d.height();
-  s.width = d.width();
-  s.num_classes = d.num_classes;
-  s.mean = d.mean;
-  s.std = d.std;
-  return s;
-}
+ModelSpec spec_for(const Dataset& d, const std::string& arch) { return spec_for_data(arch, d); }
 
 TrainConfig sgd_config(int epochs, int64_t batch) {
   TrainConfig cfg;

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -132,6 +134,19 @@ inline bool bit_identical(const std::vector<double>& a, const std::vector<double
 
 // A fresh directory under $LETHE_TEST_TMP (or the system temp directory), removed with everything in it when the
 // object goes out of scope. `tag` makes leftovers of a crashed run recognisable.
+// Whole-file helpers for tests that build or corrupt files byte by byte.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 class TempDir {
  public:
   explicit TempDir(const std::string& tag = "test") {

@@ -113,15 +113,7 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   // The test split is read now so a missing file fails before training, not after it.
   const Dataset test_set = load_dataset(ref, Split::Test);
 
-  ModelSpec spec;
-  spec.arch = o.net;
-  spec.channels = train_set.channels();
-  spec.height = train_set.height();
-  spec.width = train_set.width();
-  spec.num_classes = train_set.num_classes;
-  spec.hidden = o.hidden;
-  spec.mean = train_set.mean;
-  spec.std = train_set.std;
+  const ModelSpec spec = spec_for_data(o.net, train_set, o.hidden);
   auto model = make_model(spec, *be, g.seed);
   check_data_fits_model(test_set, spec, "--net " + o.net);
   note(g, "model: " + spec.arch + ", " + group_digits(model->arena().size()) + " parameters");

@@ -83,6 +83,14 @@ int64_t group_size(const Conv2dGeom& g, int threads) {
   return std::min(want, share);
 }
 
+// The im2col columns of images [n0, n0 + cnt) side by side, [K, cnt·P]; a single pointwise image needs no copy.
+const float* group_columns(const float* x, const Conv2dGeom& g, int64_t n0, int64_t cnt, float* buffer) {
+  const int64_t P = g.out_pixels(), in_size = g.c * g.h * g.w;
+  if (cnt == 1 && is_pointwise(g)) return x + n0 * in_size;
+  for (int64_t i = 0; i < cnt; ++i) im2col_ld(x + (n0 + i) * in_size, buffer + i * P, g, cnt * P);
+  return buffer;
+}
+
 int conv_team(const Conv2dGeom& g, int threads) {
   const int64_t macs = g.n * g.o * g.col_rows() * g.out_pixels();
   return macs < 100000 ? 1 : threads;
@@ -95,7 +103,7 @@ void col2im_add(const float* col, float* dx, const Conv2dGeom& g) { col2im_add_l
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, bool relu,
                     Workspace& ws, int threads) {
-  const int64_t P = g.out_pixels(), K = g.col_rows(), in_size = g.c * g.h * g.w, out_size = g.o * P;
+  const int64_t P = g.out_pixels(), K = g.col_rows(), out_size = g.o * P;
   const int team = conv_team(g, threads);
   ws.resize_threads(team);
   const int64_t G = group_size(g, team);
@@ -104,14 +112,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
   for (int64_t grp = 0; grp < groups; ++grp) {
     const int t = omp_get_thread_num();
     const int64_t n0 = grp * G, cnt = std::min(G, g.n - n0), cols = cnt * P;
-    const float* col;
-    if (cnt == 1 && is_pointwise(g)) {
-      col = x + n0 * in_size;
-    } else {
-      float* buf = ws.get(t, 0, static_cast<size_t>(K * cols));
-      for (int64_t i = 0; i < cnt; ++i) im2col_ld(x + (n0 + i) * in_size, buf + i * P, g, cols);
-      col = buf;
-    }
+    const float* col = group_columns(x, g, n0, cnt, ws.get(t, 0, static_cast<size_t>(K * cols)));
     if (cnt == 1) {  // the GEMM writes the image's NCHW output directly
       float* yn = y + n0 * out_size;
       if (b)
@@ -186,14 +187,7 @@ void conv2d_backward(const float* x, const float* w, const float* dy, float* dx,
         }
       }
       if (dw) {
-        const float* col;
-        if (cnt == 1 && is_pointwise(g)) {
-          col = x + n0 * in_size;
-        } else {
-          float* buf = ws.get(t, 0, static_cast<size_t>(K * cols));
-          for (int64_t i = 0; i < cnt; ++i) im2col_ld(x + (n0 + i) * in_size, buf + i * P, g, cols);
-          col = buf;
-        }
+        const float* col = group_columns(x, g, n0, cnt, ws.get(t, 0, static_cast<size_t>(K * cols)));
         sgemm(false, true, g.o, K, cols, 1.0f, dyg, cols, col, cols, 1.0f, dw_part, K);
       }
       if (dx) {

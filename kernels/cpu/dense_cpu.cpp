@@ -65,21 +65,28 @@ static inline float row_max(const float* z, int64_t k) {
   return m;
 }
 
+// p = softmax(z) for one row; returns Σ exp(z - max) and the max, which the loss needs too.
+static inline double softmax_row(const float* z, float* p, int64_t k, float& max_out) {
+  const float m = row_max(z, k);
+  double sum = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    p[j] = std::exp(z[j] - m);
+    sum += p[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < k; ++j) p[j] *= inv;
+  max_out = m;
+  return sum;
+}
+
 double softmax_xent_forward(const float* logits, const int64_t* labels, float* probs, int64_t n, int64_t k,
                             int threads) {
   std::vector<double> row_loss(static_cast<size_t>(n));
 #pragma omp parallel for num_threads(n * k < 65536 ? 1 : threads) schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* z = logits + r * k;
-    float* p = probs + r * k;
-    const float m = row_max(z, k);
-    double sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      p[j] = std::exp(z[j] - m);
-      sum += p[j];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < k; ++j) p[j] *= inv;
+    float m;
+    const double sum = softmax_row(z, probs + r * k, k, m);
     // -log softmax_y = log Σ exp(z - m) - (z_y - m), computed from the logits rather than log(p) so a tiny
     // probability cannot underflow to -inf.
     row_loss[static_cast<size_t>(r)] = std::log(sum) - static_cast<double>(z[labels[r]] - m);
@@ -101,16 +108,8 @@ void softmax_xent_backward(const float* probs, const int64_t* labels, float scal
 void softmax(const float* logits, float* probs, int64_t n, int64_t k, int threads) {
 #pragma omp parallel for num_threads(n * k < 65536 ? 1 : threads) schedule(static)
   for (int64_t r = 0; r < n; ++r) {
-    const float* z = logits + r * k;
-    float* p = probs + r * k;
-    const float m = row_max(z, k);
-    double sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      p[j] = std::exp(z[j] - m);
-      sum += p[j];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < k; ++j) p[j] *= inv;
+    float m;
+    softmax_row(logits + r * k, probs + r * k, k, m);
   }
 }
 
