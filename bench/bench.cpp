@@ -282,13 +282,24 @@ class PhaseTimer {
 
 std::string layer_label(size_t i, const Layer& layer) { return std::to_string(i) + ":" + layer.kind(); }
 
+// Buffers kept across passes, as Model keeps its own, so the profile does not time page faults.
+struct ProfileScratch {
+  Tensor mean = Tensor::full({1}, kMean), inv_std = Tensor::full({1}, 1.0f / kStd);
+  Tensor x_norm, dx_pixels;
+  SoftmaxCrossEntropy loss;
+};
+
 // One pass = normalise, forward through each leaf, loss, backward through each leaf in reverse (+ optimizer step when
 // training). Mirrors what Model::forward/backward do, with a stopwatch around each piece.
 void profile_pass(Model& model, const Tensor& x, const Tensor& labels, bool train, bool param_grads,
-                  bool need_input_grad, Optimizer* optimizer, PhaseTimer& timer) {
+                  bool need_input_grad, Optimizer* optimizer, ProfileScratch& scratch, PhaseTimer& timer) {
   Backend& be = model.backend();
-  const Tensor mean = Tensor::full({1}, kMean), inv_std = Tensor::full({1}, 1.0f / kStd);
-  Tensor x_norm = Tensor::empty(x.shape()), dx_pixels = Tensor::empty(x.shape());
+  const Tensor& mean = scratch.mean;
+  const Tensor& inv_std = scratch.inv_std;
+  Tensor::ensure(scratch.x_norm, x.shape());
+  Tensor::ensure(scratch.dx_pixels, x.shape());
+  Tensor& x_norm = scratch.x_norm;
+  Tensor& dx_pixels = scratch.dx_pixels;
   std::vector<Layer*> layers;
   collect_leaves(model.net(), layers);
   const bool backward = labels.defined();
@@ -300,7 +311,7 @@ void profile_pass(Model& model, const Tensor& x, const Tensor& labels, bool trai
     timer.time("fwd " + layer_label(i, *layers[i]), [&] { h = &layers[i]->forward(*h, pass); });
   if (!backward) return;
 
-  SoftmaxCrossEntropy loss;
+  SoftmaxCrossEntropy& loss = scratch.loss;
   const Tensor* dy = nullptr;
   timer.time("loss fwd+bwd", [&] {
     loss.forward(be, *h, labels);
@@ -321,9 +332,10 @@ void run_profile(Model& model, const Dataset& data) {
     const Tensor x = data.images.rows(0, kTrainBatch), y = data.labels.rows(0, kTrainBatch);
     auto optimizer = make_optimizer(train_config(0).optim, model.arena(), be);
     PhaseTimer warm, timer;
-    profile_pass(model, x, y, true, true, false, optimizer.get(), warm);
+    ProfileScratch scratch;
+    profile_pass(model, x, y, true, true, false, optimizer.get(), scratch, warm);
     const int reps = 50;
-    for (int r = 0; r < reps; ++r) profile_pass(model, x, y, true, true, false, optimizer.get(), timer);
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, y, true, true, false, optimizer.get(), scratch, timer);
     timer.report("train step, batch 128", reps);
     // The same steps through the real trainer, for the overhead outside the layers (batch gathering, metrics).
     const auto t0 = Clock::now();
@@ -334,9 +346,10 @@ void run_profile(Model& model, const Dataset& data) {
   {
     const Tensor x = data.images.rows(0, kInferBatch);
     PhaseTimer warm, timer;
-    profile_pass(model, x, Tensor(), false, false, false, nullptr, warm);
+    ProfileScratch scratch;
+    profile_pass(model, x, Tensor(), false, false, false, nullptr, scratch, warm);
     const int reps = 20;
-    for (int r = 0; r < reps; ++r) profile_pass(model, x, Tensor(), false, false, false, nullptr, timer);
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, Tensor(), false, false, false, nullptr, scratch, timer);
     timer.report("inference, batch 1024", reps);
     Tensor logits;
     model.infer_logits(x, logits);
@@ -348,9 +361,10 @@ void run_profile(Model& model, const Dataset& data) {
     Tensor x, labels;
     first_of_each_class(data, x, labels);
     PhaseTimer warm, timer;
-    profile_pass(model, x, labels, false, false, true, nullptr, warm);
+    ProfileScratch scratch;
+    profile_pass(model, x, labels, false, false, true, nullptr, scratch, warm);
     const int reps = 200;
-    for (int r = 0; r < reps; ++r) profile_pass(model, x, labels, false, false, true, nullptr, timer);
+    for (int r = 0; r < reps; ++r) profile_pass(model, x, labels, false, false, true, nullptr, scratch, timer);
     timer.report("input-gradient step, batch 10", reps);
     Tensor dx;
     model.input_gradient(x, labels, dx);
