@@ -21,6 +21,13 @@ namespace lethe {
 using kernels::Conv2dGeom;
 using kernels::Pool2dGeom;
 
+// State a backend may keep for one layer between its forward and backward passes (the CPU keeps a convolution's
+// im2col columns so backward need not rebuild them; a cuDNN backend could keep its chosen algorithms). The layer owns
+// it without looking inside; a backend must treat state it did not write, or that no longer matches, as absent.
+struct LayerState {
+  virtual ~LayerState() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -47,10 +54,11 @@ class Backend {
                                Tensor* db) = 0;
 
   // --- convolution: x [N,C,H,W], w [O,C,KH,KW], b [O] or null, y [N,O,HO,WO]
+  // `state` (optional) carries what forward saves for backward; pass the same one to both.
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom&,
-                              bool relu = false) = 0;
+                              bool relu = false, std::unique_ptr<LayerState>* state = nullptr) = 0;
   virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
-                               Tensor* db, const Conv2dGeom&) = 0;
+                               Tensor* db, const Conv2dGeom&, std::unique_ptr<LayerState>* state = nullptr) = 0;
 
   // --- pooling. Max pool records, when `argmax` is given, the in-plane index (ih·W + iw) of each window's first
   // maximum (NaN wins), as PyTorch's indices; backward scatters dy through them. argmax: I64 [N,C,HO,WO].

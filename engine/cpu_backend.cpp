@@ -1,6 +1,7 @@
 // The CPU backend: shape checks, then the CPU twins in kernels/cpu.
 #include <omp.h>
 
+#include <cstring>
 #include <thread>
 
 #include "engine/backend.h"
@@ -31,6 +32,19 @@ void expect_labels(const Tensor& labels, int64_t n, int64_t k) {
 }
 Shape conv_out_shape(const Conv2dGeom& g) { return {g.n, g.o, g.ho, g.wo}; }
 Shape pool_out_shape(const Pool2dGeom& g) { return {g.n, g.c, g.ho, g.wo}; }
+
+// A convolution's im2col columns from forward, valid for one input tensor, geometry and thread count.
+struct ConvColumns final : LayerState {
+  Tensor columns;
+  const void* input = nullptr;
+  Conv2dGeom geom;
+  int threads = 0;
+  bool matches(const Tensor& x, const Conv2dGeom& g, int t) const {
+    return input == x.raw() && t == threads && std::memcmp(&geom, &g, sizeof g) == 0;
+  }
+};
+// Above this, backward rebuilds the columns rather than holding them (ResNet-sized layers at large batches).
+constexpr int64_t kMaxSavedColumnBytes = int64_t(64) << 20;
 
 class CpuBackend final : public Backend {
  public:
@@ -96,23 +110,41 @@ class CpuBackend final : public Backend {
   }
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom& g,
-                      bool relu) override {
+                      bool relu, std::unique_ptr<LayerState>* state) override {
     expect_cpu_f32(x, "conv input");
     expect_shape(x, {g.n, g.c, g.h, g.w}, "conv input");
     expect_shape(w, {g.o, g.c, g.kh, g.kw}, "conv weight");
     if (b) expect_shape(*b, {g.o}, "conv bias");
     expect_shape(y, conv_out_shape(g), "conv output");
-    k::conv2d_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), g, relu, ws_, threads_);
+    float* saved = nullptr;
+    const int64_t column_floats = k::conv2d_columns_size(g);
+    if (state && column_floats * int64_t(sizeof(float)) <= kMaxSavedColumnBytes) {
+      auto* cols = dynamic_cast<ConvColumns*>(state->get());
+      if (!cols) {
+        *state = std::make_unique<ConvColumns>();
+        cols = static_cast<ConvColumns*>(state->get());
+      }
+      Tensor::ensure(cols->columns, {column_floats});
+      cols->input = x.raw();
+      cols->geom = g;
+      cols->threads = threads_;
+      saved = cols->columns.f32();
+    } else if (state) {
+      state->reset();
+    }
+    k::conv2d_forward(x.f32(), w.f32(), b ? b->f32() : nullptr, y.f32(), g, relu, saved, ws_, threads_);
   }
   void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db,
-                       const Conv2dGeom& g) override {
+                       const Conv2dGeom& g, std::unique_ptr<LayerState>* state) override {
     expect_shape(x, {g.n, g.c, g.h, g.w}, "conv input");
     expect_shape(dy, conv_out_shape(g), "conv dy");
     if (dx) expect_shape(*dx, x.shape(), "conv dx");
     if (dw) expect_shape(*dw, w.shape(), "conv dw");
     if (db) expect_shape(*db, {g.o}, "conv db");
+    const auto* cols = state ? dynamic_cast<const ConvColumns*>(state->get()) : nullptr;
+    const float* saved = cols && cols->matches(x, g, threads_) ? cols->columns.f32() : nullptr;
     k::conv2d_backward(x.f32(), w.f32(), dy.f32(), dx ? dx->f32() : nullptr, dw ? dw->f32() : nullptr,
-                       db ? db->f32() : nullptr, g, ws_, threads_);
+                       db ? db->f32() : nullptr, g, saved, ws_, threads_);
   }
 
   void maxpool2d_forward(const Tensor& x, Tensor& y, Tensor* argmax, const Pool2dGeom& g) override {

@@ -48,7 +48,10 @@ Shape Conv2d::output_shape(const Shape& in) const {
 const Tensor& Conv2d::forward(const Tensor& x, const Pass& pass) {
   const Conv2dGeom g = geom(x.shape());
   Tensor::ensure(y_, {g.n, g.o, g.ho, g.wo}, DType::F32, x.device());
-  pass.be->conv2d_forward(x, weight, has_bias_ ? &bias : nullptr, y_, g, fused_relu_);
+  // Only a training pass (weight gradients to come) benefits from keeping the forward's columns.
+  const bool save = pass.keep && pass.param_grads;
+  if (!save) state_.reset();
+  pass.be->conv2d_forward(x, weight, has_bias_ ? &bias : nullptr, y_, g, fused_relu_, save ? &state_ : nullptr);
   x_ = pass.keep ? x : Tensor();
   return y_;
 }
@@ -59,7 +62,7 @@ const Tensor& Conv2d::backward(const Tensor& dy, const Pass& pass, bool need_dx)
   if (need_dx) Tensor::ensure(dx_, x_.shape(), DType::F32, x_.device());
   const bool pg = pass.param_grads;
   pass.be->conv2d_backward(x_, weight, dy, need_dx ? &dx_ : nullptr, pg ? &weight_grad : nullptr,
-                           pg && has_bias_ ? &bias_grad : nullptr, g);
+                           pg && has_bias_ ? &bias_grad : nullptr, g, &state_);
   return need_dx ? dx_ : kUndefined;
 }
 

@@ -56,6 +56,7 @@ class Conv2d final : public Layer {
   int64_t in_, out_, k_, stride_, pad_;
   bool has_bias_;
   Tensor x_, y_, dx_;
+  std::unique_ptr<LayerState> state_;  // what the backend keeps between forward and backward
 };
 
 class Linear final : public Layer {

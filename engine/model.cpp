@@ -48,10 +48,11 @@ void Model::init(uint64_t seed) {
   net_->reset_parameters(*be_, seed, stream);
 }
 
-const Tensor& Model::forward(const Tensor& x, bool train) {
+const Tensor& Model::forward(const Tensor& x, bool train) { return run_forward(x, Pass{be_, train, true, true}); }
+
+const Tensor& Model::run_forward(const Tensor& x, const Pass& pass) {
   LETHE_CHECK(x.ndim() == 4 && x.dim(1) == spec_.channels && x.dim(2) == spec_.height && x.dim(3) == spec_.width,
               "model input " + shape_str(x.shape()) + " does not match " + shape_str(spec_.input_shape(x.dim(0))));
-  const Pass pass{be_, train, true, true};
   if (!norm_mean_.defined()) return net_->forward(x, pass);
   Tensor::ensure(x_norm_, x.shape(), DType::F32, be_->device());
   be_->normalize_forward(x, norm_mean_, norm_inv_std_, x_norm_);
@@ -91,7 +92,8 @@ void Model::infer_logits(const Tensor& x, Tensor& logits, int64_t chunk) {
 }
 
 double Model::input_gradient(const Tensor& x, const Tensor& labels, Tensor& dx) {
-  const Tensor& logits = forward(x, false);
+  // Eval mode, activations kept, and no parameter gradients to come (so nothing is saved for them).
+  const Tensor& logits = run_forward(x, Pass{be_, false, true, false});
   SoftmaxCrossEntropy loss;
   const double value = loss.forward(*be_, logits, labels);
   const Tensor& d = backward(loss.backward(*be_, labels), false, true);

@@ -64,6 +64,8 @@ class Model {
   void copy_state_from(const Model& other);
 
  private:
+  const Tensor& run_forward(const Tensor& x, const Pass& pass);
+
   ModelSpec spec_;
   std::unique_ptr<Sequential> net_;
   Backend* be_;

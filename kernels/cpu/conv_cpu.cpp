@@ -101,8 +101,11 @@ int conv_team(const Conv2dGeom& g, int threads) {
 void im2col(const float* x, float* col, const Conv2dGeom& g) { im2col_ld(x, col, g, g.out_pixels()); }
 void col2im_add(const float* col, float* dx, const Conv2dGeom& g) { col2im_add_ld(col, dx, g, g.out_pixels()); }
 
+// Group g's columns start at image n0's share: K·P floats per image, so groups pack back to back.
+int64_t conv2d_columns_size(const Conv2dGeom& g) { return g.n * g.col_rows() * g.out_pixels(); }
+
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, bool relu,
-                    Workspace& ws, int threads) {
+                    float* saved_columns, Workspace& ws, int threads) {
   const int64_t P = g.out_pixels(), K = g.col_rows(), out_size = g.o * P;
   const int team = conv_team(g, threads);
   ws.resize_threads(team);
@@ -112,7 +115,8 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
   for (int64_t grp = 0; grp < groups; ++grp) {
     const int t = omp_get_thread_num();
     const int64_t n0 = grp * G, cnt = std::min(G, g.n - n0), cols = cnt * P;
-    const float* col = group_columns(x, g, n0, cnt, ws.get(t, 0, static_cast<size_t>(K * cols)));
+    float* scratch = saved_columns ? saved_columns + n0 * K * P : ws.get(t, 0, static_cast<size_t>(K * cols));
+    const float* col = group_columns(x, g, n0, cnt, scratch);
     if (cnt == 1) {  // the GEMM writes the image's NCHW output directly
       float* yn = y + n0 * out_size;
       if (b)
@@ -141,7 +145,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
 }
 
 void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     const Conv2dGeom& g, Workspace& ws, int threads) {
+                     const Conv2dGeom& g, const float* saved_columns, Workspace& ws, int threads) {
   const int64_t P = g.out_pixels(), K = g.col_rows(), in_size = g.c * g.h * g.w, out_size = g.o * P;
   const int team = conv_team(g, threads);
   ws.resize_threads(team);
@@ -187,7 +191,9 @@ void conv2d_backward(const float* x, const float* w, const float* dy, float* dx,
         }
       }
       if (dw) {
-        const float* col = group_columns(x, g, n0, cnt, ws.get(t, 0, static_cast<size_t>(K * cols)));
+        const float* col = (saved_columns && !(cnt == 1 && is_pointwise(g)))
+                               ? saved_columns + n0 * K * P
+                               : group_columns(x, g, n0, cnt, ws.get(t, 0, static_cast<size_t>(K * cols)));
         sgemm(false, true, g.o, K, cols, 1.0f, dyg, cols, col, cols, 1.0f, dw_part, K);
       }
       if (dx) {

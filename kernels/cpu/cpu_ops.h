@@ -71,10 +71,13 @@ void linear_backward(const float* x, const float* w, const float* dy, float* dx,
 // ---- convolution (im2col + GEMM over groups of images)
 void im2col(const float* x, float* col, const Conv2dGeom& g);  // one image: col [C·KH·KW, HO·WO]
 void col2im_add(const float* col, float* dx, const Conv2dGeom& g);  // one image: dx += scatter(col)
+// saved_columns (optional, conv2d_columns_size floats): forward stores the im2col columns there and backward
+// reads them instead of rebuilding them. Backward must get the same threads as the forward that saved them.
+int64_t conv2d_columns_size(const Conv2dGeom& g);
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g, bool relu,
-                    Workspace& ws, int threads);
+                    float* saved_columns, Workspace& ws, int threads);
 void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                     const Conv2dGeom& g, Workspace& ws, int threads);
+                     const Conv2dGeom& g, const float* saved_columns, Workspace& ws, int threads);
 
 // ---- pooling
 // argmax may be null (inference); otherwise it receives each window's in-plane index of its first maximum.
