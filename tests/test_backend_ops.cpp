@@ -712,7 +712,8 @@ TEST_CASE("backend ops: conv2d forward and backward") {
       {Conv2dGeom::make(2, 3, 7, 7, 4, 3, 3, 1, 1), true},    // C=3, same padding
       {Conv2dGeom::make(2, 3, 9, 8, 5, 3, 3, 2, 1), false},   // stride 2, padding, odd/non-square input, no bias
       {Conv2dGeom::make(3, 4, 6, 6, 6, 1, 1, 2, 0), false},   // 1x1 stride 2: a ResNet downsample shortcut
-      {Conv2dGeom::make(2, 1, 12, 12, 3, 5, 5, 1, 0), true},  // C=1, 5x5: LeNet's first layer
+      {Conv2dGeom::make(2, 1, 12, 12, 3, 5, 5, 1, 0), true},  // C=1, 5x5 (direct path on the CPU)
+      {Conv2dGeom::make(3, 1, 28, 28, 6, 5, 5, 1, 2), true},  // LeNet's first layer exactly (direct path)
       {Conv2dGeom::make(1, 2, 11, 10, 3, 3, 3, 2, 0), true},  // stride 2 without padding, odd sizes
       {Conv2dGeom::make(2, 3, 5, 6, 2, 3, 2, 1, 2), true},    // non-square kernel, padding 2 (taps entirely outside)
       {Conv2dGeom::make(1, 1, 1, 1, 1, 1, 1, 1, 0), true},    // degenerate 1x1x1
@@ -725,6 +726,9 @@ TEST_CASE("backend ops: conv2d forward and backward") {
   // The first layer of a net needs no dx; a frozen layer only dx.
   check_case(conv_backward_case(Conv2dGeom::make(2, 3, 7, 7, 4, 3, 3, 1, 1), 2 | 4, rng));
   check_case(conv_backward_case(Conv2dGeom::make(2, 3, 7, 7, 4, 3, 3, 2, 1), 1, rng));
+  // The same for the CPU's direct path (thin input, stride 1): weight and bias gradients only, then bias only.
+  check_case(conv_backward_case(Conv2dGeom::make(3, 1, 28, 28, 6, 5, 5, 1, 2), 2 | 4, rng));
+  check_case(conv_backward_case(Conv2dGeom::make(3, 1, 28, 28, 6, 5, 5, 1, 2), 4, rng));
 }
 
 TEST_CASE("backend ops: max pooling forward and backward") {

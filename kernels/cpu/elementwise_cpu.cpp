@@ -44,7 +44,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 }
 
 // Small arrays are not worth waking the thread team for.
-static int team(int64_t n, int threads) { return n < 32768 ? 1 : threads; }
+static int team(int64_t n, int threads) { return n < 16384 ? 1 : threads; }
 
 void fill(float* y, int64_t n, float v, int threads) {
 #pragma omp parallel for num_threads(team(n, threads)) schedule(static)

@@ -7,7 +7,7 @@
 
 namespace lethe::kernels::cpu {
 
-static int plane_team(const Pool2dGeom& g, int threads) { return g.n * g.c * g.h * g.w < 65536 ? 1 : threads; }
+static int plane_team(const Pool2dGeom& g, int threads) { return g.n * g.c * g.h * g.w < 8192 ? 1 : threads; }
 
 // Index (within the plane) of the first maximum of window (oh, ow); -1 if the window is all padding.
 static inline int64_t window_argmax(const float* plane, const Pool2dGeom& g, int64_t oh, int64_t ow) {
