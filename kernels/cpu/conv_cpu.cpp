@@ -75,12 +75,14 @@ void col2im_add_ld(const float* col, float* dx, const Conv2dGeom& g, int64_t ld)
 
 bool is_pointwise(const Conv2dGeom& g) { return g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0; }
 
-// Images per GEMM: enough columns for the GEMM to be efficient, but no more than an even share per thread.
+// Images per GEMM: about `want` (enough columns for the GEMM to be efficient), with each thread's share split into
+// equal groups so the static schedule gives every thread the same number of images.
 int64_t group_size(const Conv2dGeom& g, int threads) {
   const int64_t pixels = std::max<int64_t>(1, g.out_pixels());
   const int64_t want = std::max<int64_t>(1, 4096 / pixels);
   const int64_t share = std::max<int64_t>(1, (g.n + threads - 1) / threads);
-  return std::min(want, share);
+  const int64_t groups_per_thread = (share + want - 1) / want;
+  return (share + groups_per_thread - 1) / groups_per_thread;
 }
 
 // The im2col columns of images [n0, n0 + cnt) side by side, [K, cnt·P]; a single pointwise image needs no copy.

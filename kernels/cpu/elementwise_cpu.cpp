@@ -121,12 +121,17 @@ void normalize_backward(const float* dy, const float* inv_std, float* dx, int64_
   }
 }
 
-void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n, const SgdHyper& h, int threads) {
+// The hyper-parameters are copied to locals: through the reference, every store to a parameter could alias them,
+// which blocks vectorisation and forces reloads.
+void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n, const SgdHyper& hyper, int threads) {
+  const SgdHyper h = hyper;
 #pragma omp parallel for num_threads(team(n, threads)) schedule(static)
   for (int64_t i = 0; i < n; ++i) sgd_update(params[i], grads[i], momentum_buf[i], h);
 }
 
-void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const AdamHyper& h, int threads) {
+void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const AdamHyper& hyper,
+               int threads) {
+  const AdamHyper h = hyper;
 #pragma omp parallel for num_threads(team(n, threads)) schedule(static)
   for (int64_t i = 0; i < n; ++i) adam_update(params[i], grads[i], m[i], v[i], h);
 }
