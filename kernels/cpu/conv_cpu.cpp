@@ -21,8 +21,51 @@ inline void valid_range(int64_t out, int64_t in, int64_t k, int64_t stride, int6
   hi = std::min(std::max(hi, lo), out);
 }
 
+// Stride 1 with "same" width (WO = W): each im2col row is the input plane shifted by a fixed offset, except for the
+// taps that fall in the padding. Those are the rows wholly outside and, per row, the |dj| columns that would wrap
+// into the neighbouring image row. One long copy plus these fix-ups replaces HO short row copies.
+bool is_same_width(const Conv2dGeom& g) { return g.stride == 1 && g.wo == g.w && g.ho == g.h; }
+
+// Calls fn(dst_row_offset, plane_offset, count) for the contiguous runs of one shifted row, and zero(offset,
+// count) for the padding taps, where (di, dj) is the tap's displacement.
+template <typename Copy, typename Pad>
+void shifted_plane_runs(const Conv2dGeom& g, int64_t di, int64_t dj, Copy copy, Pad pad) {
+  const int64_t w = g.w, plane = g.h * g.w;
+  const int64_t oh0 = std::max<int64_t>(0, -di), oh1 = std::min<int64_t>(g.h, g.h - di);
+  if (oh1 <= oh0) {
+    pad(0, plane);
+    return;
+  }
+  pad(0, oh0 * w);
+  pad(oh1 * w, plane - oh1 * w);
+  const int64_t shift = di * w + dj;
+  // Valid destinations [oh0·w, oh1·w) read plane index i + shift; clip the run to the plane, the clipped ends are
+  // wrapped taps that the per-row fix-up below covers.
+  const int64_t lo = std::max(oh0 * w, -shift), hi = std::min(oh1 * w, plane - shift);
+  if (hi > lo) copy(lo, lo + shift, hi - lo);
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    if (dj < 0) pad(oh * w, std::min(-dj, w));
+    if (dj > 0) pad(oh * w + w - std::min(dj, w), std::min(dj, w));
+  }
+  if (lo > oh0 * w) pad(oh0 * w, lo - oh0 * w);
+  if (hi < oh1 * w) pad(hi, oh1 * w - hi);
+}
+
 // im2col of one image into col rows of length >= HO·WO, consecutive rows `ld` floats apart.
 void im2col_ld(const float* x, float* col, const Conv2dGeom& g, int64_t ld) {
+  if (is_same_width(g)) {
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t ki = 0; ki < g.kh; ++ki)
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          float* dst = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+          const float* src = x + c * g.h * g.w;
+          shifted_plane_runs(
+              g, ki - g.pad, kj - g.pad,
+              [&](int64_t d, int64_t s, int64_t n) { std::memcpy(dst + d, src + s, sizeof(float) * n); },
+              [&](int64_t d, int64_t n) { std::memset(dst + d, 0, sizeof(float) * n); });
+        }
+    return;
+  }
   for (int64_t c = 0; c < g.c; ++c) {
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -51,6 +94,28 @@ void im2col_ld(const float* x, float* col, const Conv2dGeom& g, int64_t ld) {
 }
 
 void col2im_add_ld(const float* col, float* dx, const Conv2dGeom& g, int64_t ld) {
+  if (is_same_width(g)) {
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t ki = 0; ki < g.kh; ++ki)
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const float* src = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+          float* dst = dx + c * g.h * g.w;
+          // Padding taps received no input in forward, so they pass no gradient back: only the copy runs add.
+          // The wrapped taps inside a run are excluded by splitting the run at them.
+          shifted_plane_runs(
+              g, ki - g.pad, kj - g.pad,
+              [&](int64_t d, int64_t s, int64_t n) {
+                const int64_t lead = kj - g.pad < 0 ? g.pad - kj : 0, tail = kj - g.pad > 0 ? kj - g.pad : 0;
+                float* __restrict to = dst + (s - d);
+                for (int64_t row = d - d % g.w; row < d + n; row += g.w) {
+                  const int64_t a = std::max(row + lead, d), b = std::min(row + g.w - tail, d + n);
+                  for (int64_t i = a; i < b; ++i) to[i] += src[i];
+                }
+              },
+              [](int64_t, int64_t) {});
+        }
+    return;
+  }
   for (int64_t c = 0; c < g.c; ++c) {
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
