@@ -25,7 +25,7 @@ struct TrainOptions {
   float momentum = 0.9f;
   float weight_decay = 0.0f;
   bool nesterov = false;
-  std::string schedule = "constant";
+  std::string schedule = "cosine";  // annealed to 0 over --epochs: the best default for short runs
   std::vector<int> milestones;
   float gamma = 0.1f;
   std::vector<int64_t> classes, exclude_classes;
@@ -199,7 +199,7 @@ Command add_train_command(CLI::App& parent, GlobalOptions& g) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_flag("--nesterov", o->nesterov, "Nesterov momentum (sgd)");
-  app->add_option("--schedule", o->schedule, "Learning-rate schedule, stepped per epoch")
+  app->add_option("--schedule", o->schedule, "Learning-rate schedule, stepped per epoch (cosine: annealed over --epochs)")
       ->check(CLI::IsMember({"constant", "multistep", "cosine", "linear"}))
       ->capture_default_str();
   app->add_option("--milestones", o->milestones, "Epochs at which multistep multiplies the rate by --gamma (e.g. 3,4)")
