@@ -62,7 +62,6 @@ class Tensor {
   // Views sharing this tensor's memory.
   Tensor rows(int64_t start, int64_t count) const;  // a range along dim 0
   Tensor reshape(const Shape& shape) const;          // same numel, contiguous
-  Tensor flatten() const { return reshape({numel_}); }
 
   // Deep copy to the CPU (from any device).
   Tensor to_cpu() const;
@@ -71,7 +70,6 @@ class Tensor {
 
   // True if both share a buffer and their byte ranges overlap.
   bool aliases(const Tensor& other) const;
-  bool same_shape(const Tensor& other) const { return shape_ == other.shape_; }
 
   // Ensures `t` is an owning-or-view tensor of exactly this shape/dtype/device, reallocating only when the
   // size changes; layers use it to keep their output buffers across calls.

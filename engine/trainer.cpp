@@ -164,8 +164,9 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
   return reports;
 }
 
-EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk) {
+EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk, const EvalProgressFn& progress) {
   check_fits(model, data);
+  LETHE_CHECK(chunk > 0, "chunk must be positive");
   Backend& be = model.backend();
   const int64_t n = data.size(), k = model.spec().num_classes;
   EvalReport r;
@@ -173,29 +174,35 @@ EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk) {
   r.per_class_accuracy.assign(static_cast<size_t>(k), 0.0);
   r.per_class_count.assign(static_cast<size_t>(k), 0);
   std::vector<int64_t> correct_per_class(static_cast<size_t>(k), 0);
-  Tensor x = data.images, logits, logp, pred;
-  if (be.device() != Device::CPU) {
-    x = Tensor::empty(data.images.shape(), DType::F32, be.device());
-    be.copy(data.images, x);
-  }
-  model.infer_logits(x, logits, chunk);
-  Tensor::ensure(logp, logits.shape(), DType::F32, logits.device());
-  be.log_softmax(logits, logp);
-  Tensor::ensure(pred, {n}, DType::I64, logits.device());
-  be.argmax_rows(logits, pred);
-  const Tensor lp = logp.to_cpu(), pd = pred.to_cpu();
+  Tensor x, logits, logp, pred;
   const int64_t* y = data.labels.i64();
   double loss_sum = 0;
   int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = y[i];
-    const float l = lp.f32()[i * k + label];
-    if (!std::isfinite(l)) throw Error(ExitCode::Other, "evaluation produced a non-finite loss (model has NaN/Inf)");
-    loss_sum -= l;
-    const bool ok = pd.i64()[i] == label;
-    correct += ok;
-    correct_per_class[static_cast<size_t>(label)] += ok;
-    ++r.per_class_count[static_cast<size_t>(label)];
+  for (int64_t start = 0; start < n; start += chunk) {
+    const int64_t count = std::min(chunk, n - start);
+    x = data.images.rows(start, count);
+    if (be.device() != Device::CPU) {
+      Tensor on_device = Tensor::empty(x.shape(), DType::F32, be.device());
+      be.copy(x, on_device);
+      x = on_device;
+    }
+    model.infer_logits(x, logits, chunk);
+    Tensor::ensure(logp, logits.shape(), DType::F32, logits.device());
+    be.log_softmax(logits, logp);
+    Tensor::ensure(pred, {count}, DType::I64, logits.device());
+    be.argmax_rows(logits, pred);
+    const Tensor lp = logp.to_cpu(), pd = pred.to_cpu();
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t label = y[start + i];
+      const float l = lp.f32()[i * k + label];
+      if (!std::isfinite(l)) throw Error(ExitCode::Other, "evaluation produced a non-finite loss (model has NaN/Inf)");
+      loss_sum -= l;
+      const bool ok = pd.i64()[i] == label;
+      correct += ok;
+      correct_per_class[static_cast<size_t>(label)] += ok;
+      ++r.per_class_count[static_cast<size_t>(label)];
+    }
+    if (progress) progress(start + count, n, static_cast<double>(correct) / static_cast<double>(start + count));
   }
   r.accuracy = n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
   r.loss = n ? loss_sum / static_cast<double>(n) : 0.0;

@@ -50,6 +50,9 @@ struct EvalReport {
   std::vector<double> per_class_accuracy;   // NaN-free: classes with no samples report 0 and count 0
   std::vector<int64_t> per_class_count;
 };
-EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk = 1024);
+// Progress of an evaluation: samples done of total, running accuracy.
+using EvalProgressFn = std::function<void(int64_t done, int64_t total, double accuracy)>;
+// Inference in chunks of `chunk` images; `progress` (optional) is called after each chunk.
+EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk = 1024, const EvalProgressFn& progress = {});
 
 }  // namespace lethe

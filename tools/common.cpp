@@ -47,68 +47,16 @@ void check_data_fits_model(const Dataset& data, const ModelSpec& spec, const std
                      ") has " + shape_str(have) + " images in " + std::to_string(data.num_classes) + " classes");
 }
 
-namespace {
-
-// Adds one slice's report into a running total. Correct counts are recovered exactly from accuracy × count.
-struct EvalTotals {
-  int64_t n = 0, correct = 0;
-  double loss_sum = 0;
-  std::vector<int64_t> class_correct, class_count;
-
-  void add(const EvalReport& r) {
-    n += r.n;
-    correct += std::llround(r.accuracy * static_cast<double>(r.n));
-    loss_sum += r.loss * static_cast<double>(r.n);
-    const size_t k = std::max(r.per_class_accuracy.size(), r.per_class_count.size());
-    if (class_count.size() < k) {
-      class_count.resize(k, 0);
-      class_correct.resize(k, 0);
-    }
-    for (size_t c = 0; c < r.per_class_count.size() && c < r.per_class_accuracy.size(); ++c) {
-      class_count[c] += r.per_class_count[c];
-      class_correct[c] += std::llround(r.per_class_accuracy[c] * static_cast<double>(r.per_class_count[c]));
-    }
-  }
-
-  EvalReport report() const {
-    EvalReport r;
-    r.n = n;
-    r.accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
-    r.loss = n > 0 ? loss_sum / static_cast<double>(n) : 0.0;
-    r.per_class_count = class_count;
-    r.per_class_accuracy.resize(class_count.size(), 0.0);
-    for (size_t c = 0; c < class_count.size(); ++c)
-      if (class_count[c] > 0)
-        r.per_class_accuracy[c] = static_cast<double>(class_correct[c]) / static_cast<double>(class_count[c]);
-    return r;
-  }
-};
-
-}  // namespace
-
 EvalReport evaluate_with_progress(Model& model, const Dataset& data, const std::string& label,
                                   const GlobalOptions& g) {
-  constexpr int64_t kChunk = 1024;  // evaluate()'s inference chunk
-  constexpr int64_t kSlices = 20;   // progress updates per evaluation
-  const int64_t n = data.size();
-  if (n <= kChunk) return evaluate(model, data, kChunk);
-
-  // Whole chunks per slice, so slicing does not change how evaluate() batches the work.
-  const int64_t slice = std::max<int64_t>(kChunk, (n + kSlices * kChunk - 1) / (kSlices * kChunk) * kChunk);
-  Progress progress(label, n, g.quiet);
-  EvalTotals totals;
-  for (int64_t start = 0; start < n; start += slice) {
-    const int64_t count = std::min(slice, n - start);
-    Dataset piece = data;  // metadata copied; images and labels become views of the rows
-    piece.images = data.images.rows(start, count);
-    piece.labels = data.labels.rows(start, count);
-    totals.add(evaluate(model, piece, kChunk));
+  Progress progress(label, data.size(), g.quiet);
+  const EvalReport r = evaluate(model, data, 1024, [&](int64_t done, int64_t, double accuracy) {
     char status[64];
-    std::snprintf(status, sizeof status, "acc %.2f%%", 100.0 * totals.report().accuracy);
-    progress.update(start + count, status);
-  }
+    std::snprintf(status, sizeof status, "acc %.2f%%", 100.0 * accuracy);
+    progress.update(done, status);
+  });
   progress.finish();
-  return totals.report();
+  return r;
 }
 
 nlohmann::json eval_report_json(const EvalReport& r) {

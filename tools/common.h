@@ -51,7 +51,7 @@ void note(const GlobalOptions& g, const std::string& message);
 // Throws InputError (naming both) if the dataset's image shape or class count differs from the model's.
 void check_data_fits_model(const Dataset& data, const ModelSpec& spec, const std::string& model_path);
 
-// evaluate() in slices so a progress bar can follow it; the result is the same as one evaluate() call.
+// evaluate() with a progress bar on stderr (silenced by --quiet).
 EvalReport evaluate_with_progress(Model& model, const Dataset& data, const std::string& label,
                                   const GlobalOptions& g);
 nlohmann::json eval_report_json(const EvalReport& r);

@@ -165,8 +165,6 @@ int conv_team(const Conv2dGeom& g, int threads) {
 
 }  // namespace
 
-void im2col(const float* x, float* col, const Conv2dGeom& g) { im2col_ld(x, col, g, g.out_pixels()); }
-void col2im_add(const float* col, float* dx, const Conv2dGeom& g) { col2im_add_ld(col, dx, g, g.out_pixels()); }
 
 // Group g's columns start at image n0's share: K·P floats per image, so groups pack back to back.
 int64_t conv2d_columns_size(const Conv2dGeom& g) { return g.n * g.col_rows() * g.out_pixels(); }

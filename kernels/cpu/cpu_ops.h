@@ -22,7 +22,6 @@ class Workspace {
   void resize_threads(int threads);
   // Scratch of at least `count` floats for thread `t` and slot `slot` (0..3), 64-byte aligned, contents undefined.
   float* get(int t, int slot, size_t count);
-  int threads() const { return static_cast<int>(slots_.size()); }
 
  private:
   static constexpr int kSlots = 4;
@@ -69,8 +68,6 @@ void linear_backward(const float* x, const float* w, const float* dy, float* dx,
                      int64_t in, int64_t out, int threads);
 
 // ---- convolution (im2col + GEMM over groups of images)
-void im2col(const float* x, float* col, const Conv2dGeom& g);  // one image: col [C·KH·KW, HO·WO]
-void col2im_add(const float* col, float* dx, const Conv2dGeom& g);  // one image: dx += scatter(col)
 // saved_columns (optional, conv2d_columns_size floats): forward stores the im2col columns there and backward
 // reads them instead of rebuilding them. Backward must get the same threads as the forward that saved them.
 int64_t conv2d_columns_size(const Conv2dGeom& g);
