@@ -177,14 +177,24 @@ std::string read_maybe_gzip(const std::string& path, size_t max_bytes) {
   if (static_cast<uintmax_t>(in.gcount()) != size) {
     throw InputError(path + ": read " + std::to_string(in.gcount()) + " of " + std::to_string(size) + " bytes");
   }
+  return maybe_gunzip(path, bytes, max_bytes);
+}
+
+std::string maybe_gunzip(const std::string& path, const std::string& bytes, size_t max_bytes) {
   return is_gzip(bytes) ? gunzip(path, bytes, max_bytes) : bytes;
 }
 
 Dataset load_idx_pair(const std::string& images_path, const std::string& labels_path, int64_t num_classes) {
   LETHE_CHECK(num_classes > 0, "load_idx_pair needs a positive class count");
   const std::string image_bytes = read_maybe_gzip(images_path);
-  const IdxLayout images = parse_idx(images_path, image_bytes, kImagesMagic, 3, "idx images");
   const std::string label_bytes = read_maybe_gzip(labels_path);
+  return parse_idx_pair(images_path, image_bytes, labels_path, label_bytes, num_classes);
+}
+
+Dataset parse_idx_pair(const std::string& images_path, const std::string& image_bytes, const std::string& labels_path,
+                       const std::string& label_bytes, int64_t num_classes) {
+  LETHE_CHECK(num_classes > 0, "parse_idx_pair needs a positive class count");
+  const IdxLayout images = parse_idx(images_path, image_bytes, kImagesMagic, 3, "idx images");
   const IdxLayout labels = parse_idx(labels_path, label_bytes, kLabelsMagic, 1, "idx labels");
 
   if (images.dims[0] != labels.dims[0]) {

@@ -72,6 +72,49 @@ Dataset subset(const Dataset& d, const std::vector<int64_t>& indices) {
   return out;
 }
 
+Dataset concat(const std::vector<Dataset>& parts) {
+  LETHE_CHECK(!parts.empty(), "concat of no datasets");
+  const Dataset& first = parts.front();
+  Shape row_shape;  // [C, H, W] of the first part with samples
+  int64_t total = 0;
+  std::string source;
+  for (const Dataset& p : parts) {
+    LETHE_CHECK(p.num_classes == first.num_classes, "concat of datasets with different class counts (" +
+                                                         std::to_string(p.num_classes) + " vs " +
+                                                         std::to_string(first.num_classes) + ")");
+    source += (source.empty() ? "" : ", ") + p.source;
+    if (p.size() == 0) continue;
+    LETHE_CHECK(p.images.defined() && p.images.ndim() == 4 && p.images.dim(0) == p.size(),
+                "dataset images must be [N, C, H, W] matching the labels");
+    LETHE_CHECK(p.images.device() == Device::CPU && p.labels.device() == Device::CPU, "datasets live on the CPU");
+    const Shape shape(p.images.shape().begin() + 1, p.images.shape().end());
+    if (row_shape.empty()) row_shape = shape;
+    LETHE_CHECK(shape == row_shape, "concat of datasets with different image shapes (" + shape_str(shape) +
+                                        " vs " + shape_str(row_shape) + ")");
+    total += p.size();
+  }
+  Dataset out;
+  out.name = first.name;
+  out.source = source;
+  out.num_classes = first.num_classes;
+  out.class_names = first.class_names;
+  out.mean = first.mean;
+  out.std = first.std;
+  if (row_shape.empty()) return out;
+  Shape shape = row_shape;
+  shape.insert(shape.begin(), total);
+  out.images = Tensor::empty(shape, DType::F32);
+  out.labels = Tensor::empty({total}, DType::I64);
+  int64_t at = 0;
+  for (const Dataset& p : parts) {
+    if (p.size() == 0) continue;
+    std::memcpy(out.images.f32() + at * shape_numel(row_shape), p.images.f32(), p.images.nbytes());
+    std::memcpy(out.labels.i64() + at, p.labels.i64(), p.labels.nbytes());
+    at += p.size();
+  }
+  return out;
+}
+
 Dataset filter_classes(const Dataset& d, const std::vector<int64_t>& keep, const std::vector<int64_t>& drop) {
   std::vector<char> wanted(static_cast<size_t>(d.num_classes), keep.empty() ? 1 : 0);
   for (int64_t c : keep) {

@@ -24,6 +24,10 @@ struct Dataset {
 
 // Rows `indices` of `d` (deep copy, same metadata).
 Dataset subset(const Dataset& d, const std::vector<int64_t>& indices);
+// The rows of `parts` one after another (e.g. a dataset shipped as several files). Every part must have the same
+// class count and image shape apart from N (LETHE_CHECK); name, class names and normalisation are the first part's,
+// and source lists the parts' sources.
+Dataset concat(const std::vector<Dataset>& parts);
 // Keeps samples whose label is in `keep` (if non-empty) and not in `drop`. Labels are NOT remapped: the model keeps
 // all num_classes outputs, which is what class-unlearning experiments need.
 Dataset filter_classes(const Dataset& d, const std::vector<int64_t>& keep, const std::vector<int64_t>& drop);

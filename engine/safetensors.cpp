@@ -127,6 +127,18 @@ void read_exact(std::FILE* f, void* dst, size_t bytes, uint64_t offset, const st
     throw InputError(path + ": read failed at byte " + std::to_string(offset) + " (file truncated or changed?)");
 }
 
+// The JSON header's length from the first 8 bytes of a file of `file_bytes` (>= 8) bytes, checked to fit.
+uint64_t checked_header_length(const std::string& path, const char* first8, uint64_t file_bytes) {
+  uint64_t header_bytes = 0;
+  std::memcpy(&header_bytes, first8, 8);
+  const uint64_t header_limit = std::min(file_bytes - 8, kMaxHeaderBytes);
+  if (header_bytes < 2 || header_bytes > header_limit)
+    throw InputError(path + ": header length " + std::to_string(header_bytes) + " is out of bounds (file has " +
+                     std::to_string(file_bytes) + " bytes, limit " + std::to_string(header_limit) +
+                     "; truncated or not a safetensors file?)");
+  return header_bytes;
+}
+
 }  // namespace
 
 const Tensor* SafeTensorsFile::find(const std::string& name) const {
@@ -135,33 +147,17 @@ const Tensor* SafeTensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-SafeTensorsFile read_safetensors(const std::string& path) {
-  std::error_code ec;
-  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
-  if (ec) throw InputError(path + ": cannot read safetensors file: " + ec.message());
+SafeTensorsFile parse_safetensors(const std::string& path, const std::string& bytes) {
+  const uint64_t file_bytes = bytes.size();
   if (file_bytes < 8)
     throw InputError(path + ": truncated safetensors file (" + std::to_string(file_bytes) +
                      " bytes, the 8-byte header length alone needs more)");
 
-  FilePtr f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw InputError(path + ": cannot open safetensors file: " + errno_text());
-
-  unsigned char len_bytes[8];
-  read_exact(f.get(), len_bytes, 8, 0, path);
-  uint64_t header_bytes = 0;
-  std::memcpy(&header_bytes, len_bytes, 8);
-  const uint64_t header_limit = std::min(file_bytes - 8, kMaxHeaderBytes);
-  if (header_bytes < 2 || header_bytes > header_limit)
-    throw InputError(path + ": header length " + std::to_string(header_bytes) + " is out of bounds (file has " +
-                     std::to_string(file_bytes) + " bytes, limit " + std::to_string(header_limit) +
-                     "; truncated or not a safetensors file?)");
-
-  std::string header(static_cast<size_t>(header_bytes), '\0');
-  read_exact(f.get(), header.data(), header.size(), 8, path);
+  const uint64_t header_bytes = checked_header_length(path, bytes.data(), file_bytes);
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::parse_error& e) {
+    root = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_bytes));
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw InputError(path + ": malformed JSON header: " + e.what());
   }
   if (!root.is_object()) throw InputError(path + ": JSON header is not an object");
@@ -187,14 +183,33 @@ SafeTensorsFile read_safetensors(const std::string& path) {
     if (!furthest || e.end > furthest->end) furthest = &e;
   }
 
-  // Every size is now bounded by the file's, so allocating is safe.
+  // Every size is now bounded by the input's, so allocating is safe.
   out.tensors.reserve(entries.size());
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    read_exact(f.get(), t.raw(), t.nbytes(), data_start + e.begin, path);
+    if (t.nbytes() != 0) std::memcpy(t.raw(), bytes.data() + data_start + e.begin, t.nbytes());
     out.tensors.emplace_back(e.name, std::move(t));
   }
   return out;
+}
+
+SafeTensorsFile read_safetensors(const std::string& path) {
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec) throw InputError(path + ": cannot read safetensors file: " + ec.message());
+  if (file_bytes < 8)
+    throw InputError(path + ": truncated safetensors file (" + std::to_string(file_bytes) +
+                     " bytes, the 8-byte header length alone needs more)");
+
+  FilePtr f(std::fopen(path.c_str(), "rb"));
+  if (!f) throw InputError(path + ": cannot open safetensors file: " + errno_text());
+  // Check the header length before reading the rest, so a large file of another kind is refused cheaply.
+  char len_bytes[8];
+  read_exact(f.get(), len_bytes, 8, 0, path);
+  (void)checked_header_length(path, len_bytes, file_bytes);
+  std::string bytes(static_cast<size_t>(file_bytes), '\0');
+  read_exact(f.get(), bytes.data(), bytes.size(), 0, path);
+  return parse_safetensors(path, bytes);
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

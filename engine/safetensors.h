@@ -21,6 +21,8 @@ struct SafeTensorsFile {
 // Throws InputError naming `path` and the defect: missing/truncated file, header length out of bounds, malformed
 // JSON, unknown dtype, shape/offset mismatch, offsets outside the data or overlapping, non-string metadata.
 SafeTensorsFile read_safetensors(const std::string& path);
+// The same checks on a file's bytes already in memory (`path` only names it in errors). The fuzz entry point.
+SafeTensorsFile parse_safetensors(const std::string& path, const std::string& bytes);
 // F32 and I64 tensors from any device (copied to the host). Throws Error on I/O failure; never leaves a partial file.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata);

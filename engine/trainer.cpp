@@ -28,6 +28,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"shuffle", shuffle},
           {"drop_last", drop_last},
           {"freeze_bn", freeze_bn},
+          {"augment", augment.to_json()},
           {"optim",
            {{"kind", optim.kind},
             {"lr", short_decimal(optim.lr)},
@@ -63,23 +64,29 @@ void check_fits(const Model& model, const Dataset& data) {
                        std::to_string(i) + " is outside the model's " + std::to_string(s.num_classes) + " classes");
 }
 
-// Copies rows `idx[begin, end)` of the dataset into the batch tensors (host staging, then the model's device).
+// Copies rows `idx[begin, end)` of the dataset into the batch tensors (host staging, augmented if configured, then
+// the model's device).
 struct BatchLoader {
   const Dataset& data;
   Backend& be;
-  Tensor host_x, host_y, dev_x, dev_y;
+  Tensor host_x, host_y, dev_x, dev_y, gathered;
 
-  void load(const std::vector<int64_t>& idx, int64_t begin, int64_t end) {
-    const int64_t n = end - begin, row = data.channels() * data.height() * data.width();
-    Tensor::ensure(host_x, {n, data.channels(), data.height(), data.width()});
+  void load(const std::vector<int64_t>& idx, int64_t begin, int64_t end, const AugmentConfig& augment,
+            uint64_t seed, int epoch) {
+    const int64_t n = end - begin, c = data.channels(), h = data.height(), w = data.width(), row = c * h * w;
+    Tensor::ensure(host_x, {n, c, h, w});
     Tensor::ensure(host_y, {n}, DType::I64);
+    if (augment.enabled()) Tensor::ensure(gathered, {n, c, h, w});
     const float* src = data.images.f32();
     const int64_t* labels = data.labels.i64();
-    float* dst = host_x.f32();
+    float* dst = augment.enabled() ? gathered.f32() : host_x.f32();
+    const int64_t* rows = idx.data() + begin;
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(dst + i * row, src + idx[static_cast<size_t>(begin + i)] * row, sizeof(float) * row);
-      host_y.i64()[i] = labels[idx[static_cast<size_t>(begin + i)]];
+      std::memcpy(dst + i * row, src + rows[i] * row, sizeof(float) * row);
+      host_y.i64()[i] = labels[rows[i]];
     }
+    if (augment.enabled())
+      augment_images(gathered.f32(), host_x.f32(), n, c, h, w, rows, augment, seed, static_cast<uint64_t>(epoch));
     if (be.device() == Device::CPU) {
       dev_x = host_x;
       dev_y = host_y;
@@ -118,7 +125,7 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
   Backend& be = model.backend();
   auto optimizer = make_optimizer(cfg.optim, model.arena(), be);
   SoftmaxCrossEntropy loss;
-  BatchLoader loader{data, be, {}, {}, {}, {}};
+  BatchLoader loader{data, be, {}, {}, {}, {}, {}};
   Tensor pred;
   std::vector<EpochReport> reports;
   const int64_t n = data.size();
@@ -136,7 +143,7 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
     int64_t correct = 0, seen = 0, step = 0;
     for (int64_t begin = 0; begin < usable; begin += cfg.batch, ++step) {
       const int64_t end = std::min(begin + cfg.batch, usable);
-      loader.load(order, begin, end);
+      loader.load(order, begin, end, cfg.augment, cfg.seed, epoch);
       const Tensor& logits = model.forward(loader.dev_x, !cfg.freeze_bn);
       const double batch_loss = loss.forward(be, logits, loader.dev_y);
       if (!std::isfinite(batch_loss))

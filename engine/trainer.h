@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/augment.h"
 #include "engine/data.h"
 #include "engine/model.h"
 #include "engine/optim.h"
@@ -23,6 +24,7 @@ struct TrainConfig {
   bool shuffle = true;
   bool drop_last = false;
   bool freeze_bn = false;      // BatchNorm in eval mode while training (Hu et al.'s fine-tuning)
+  AugmentConfig augment;       // random crop/flip of training batches, drawn from (seed, epoch, sample index)
   nlohmann::json to_json() const;
 };
 

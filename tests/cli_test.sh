@@ -58,8 +58,9 @@ write_safetensors_raw() {
 lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
-for cmd in train eval info predict; do
-  lethe "$cmd" --help
+for cmd in train eval info predict data "data info" "data split"; do
+  # shellcheck disable=SC2086  # "data info" is two words on purpose
+  lethe $cmd --help
   expect "$cmd --help exits 0" 0
 done
 lethe --version
@@ -133,6 +134,121 @@ done
 lethe train --data "fashion-mnist:$short_idx" --epochs 1 --out "$tmp/m.safetensors"
 expect "truncated idx file exits 3" 3 "lethe: error:" "$short_idx"
 
+# --- every official format: data info, training, splits, and corrupt files -----------------------------------------
+MAKE_FIXTURES=${LETHE_MAKE_FIXTURES:-build/lethe_make_fixtures}
+if [ ! -x "$MAKE_FIXTURES" ] || ! command -v python3 >/dev/null 2>&1; then
+  fail "LETHE_MAKE_FIXTURES ($MAKE_FIXTURES) is not an executable, or python3 is missing"
+else
+  # format, net, extra train options
+  while read -r fmt net opts; do
+    dir="$tmp/fx-$fmt"
+    "$MAKE_FIXTURES" "$fmt" "$dir" 40 12 3 || fail "lethe_make_fixtures $fmt"
+    lethe data info --data "$fmt:$dir" --json
+    if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+fmt = sys.argv[1]
+train, test = r["splits"]["train"], r["splits"]["test"]
+per_class_train = 3 * 40 if fmt == "folder" else 40  # the folder fixture has 40 images in each of 3 classes
+assert train["n"] == per_class_train and sum(train["per_class"]) == train["n"], train
+assert test["n"] == (3 * 12 if fmt == "folder" else 12), test
+assert len(r["class_names"]) == r["num_classes"] == len(train["per_class"])
+assert r["shape"] == {"folder": [3, 20, 24], "stl10": [3, 96, 96]}.get(fmt, [3, 32, 32]), r["shape"]
+' "$fmt" <"$tmp/out"; then
+      pass "data info --data $fmt:DIR --json: splits, shape and per-class counts"
+    else
+      fail "data info $fmt (exit $rc): $(head -c 400 "$tmp/out") $(stderr_excerpt)"
+    fi
+    lethe data info --data "$fmt:$dir"
+    expect "data info $fmt (text)" 0
+    grep -q "total" "$tmp/out" || fail "data info $fmt text has no count table: $(head -c 400 "$tmp/out")"
+
+    # shellcheck disable=SC2086  # opts is a list of options
+    lethe train --data "$fmt:$dir" --net "$net" --epochs 1 --batch 16 --threads 2 $opts --out "$tmp/$fmt.safetensors"
+    expect "train --data $fmt:DIR --net $net $opts" 0
+    lethe info "$tmp/$fmt.safetensors" --json
+    if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+meta = json.load(sys.stdin)["metadata"]["lethe"]
+assert meta["dataset"] == sys.argv[1], meta["dataset"]
+split = meta["split"]
+assert len(split["hash"]) == 16 and len(split["indices_hash"]) == 16 and split["part"] == "train", split
+assert "augment" in meta["train"], meta["train"]
+' "$fmt" <"$tmp/out"; then
+      pass "the $fmt model records its data, split hash and augmentation"
+    else
+      fail "info --json of the $fmt model (exit $rc): $(head -c 600 "$tmp/out")"
+    fi
+  done <<'LIST'
+cifar10 resnet18
+cifar100 lenet5 --label coarse
+svhn lenet5
+stl10 lenet5 --resize 32x32
+folder lenet5 --resize 32x32
+LIST
+
+  # An experiment split: written by `data split`, used by train (--part retain) and eval (--part forget).
+  cdir="$tmp/fx-cifar10"
+  lethe data split --data "cifar10:$cdir" --seed 4 --aux-fraction 0.25 --forget-classes 3 --out "$tmp/split.json"
+  expect "data split exits 0" 0
+  grep -q "forget" "$tmp/out" || fail "data split prints no part table: $(head -c 400 "$tmp/out")"
+  lethe train --data "cifar10:$cdir" --net lenet5 --epochs 1 --batch 16 --split "$tmp/split.json" --part retain \
+    --out "$tmp/retain.safetensors" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+split = json.load(open(sys.argv[1]))
+assert r["split"]["hash"] == split["hash"] and r["split"]["part"] == "retain", r["split"]
+assert r["train_samples"] == split["counts"]["retain"] == split["counts"]["train"] - split["counts"]["forget"]
+assert split["counts"]["forget"] == 3  # class 3 holds 4 of the 40 images; a quarter of each class went to aux
+' "$tmp/split.json" <"$tmp/out"; then
+    pass "train --split FILE --part retain trains on the retain part and records the split"
+  else
+    fail "train --part retain (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe eval --model "$tmp/retain.safetensors" --data "cifar10:$cdir" --part forget --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["n"] == 3 and r["split"]["part"] == "forget", r
+assert r["per_class_count"][3] == 3
+' <"$tmp/out"; then
+    pass "eval --part forget uses the split recorded in the model"
+  else
+    fail "eval --part forget (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe data split --data "cifar10:$cdir" --forget-fraction 3:1.5 --out "$tmp/bad.json"
+  expect "data split with a fraction above 1 exits 2" 2 "3:1.5"
+  lethe data split --data "cifar10:$cdir" --forget-indices 40 --out "$tmp/bad.json"
+  expect "data split with an index outside the data exits 2" 2 "forget index 40"
+  printf '{"seed": 1, "aux_fractoin": 0.1}' >"$tmp/typo.json"
+  lethe train --data "cifar10:$cdir" --split "$tmp/typo.json" --epochs 1 --out "$tmp/m.safetensors"
+  expect "a split file with an unknown field exits 3" 3 "aux_fractoin"
+  lethe train --data "svhn:$tmp/fx-svhn" --split "$tmp/split.json" --epochs 1 --out "$tmp/m.safetensors"
+  expect "a split made for another dataset exits 2" 2 "cifar10"
+
+  # Corrupt files in each format: exit 3 with the file's name in the message.
+  cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"
+  head -c 5000 "$tmp/fx-cifar10/data_batch_2.bin" >"$tmp/bad-cifar10/data_batch_2.bin"
+  lethe data info --data "cifar10:$tmp/bad-cifar10"
+  expect "truncated CIFAR-10 batch exits 3" 3 "data_batch_2.bin"
+  cp -r "$tmp/fx-svhn" "$tmp/bad-svhn"
+  printf 'MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .' \
+    >"$tmp/bad-svhn/train_32x32.mat"
+  head -c 600 /dev/zero >>"$tmp/bad-svhn/train_32x32.mat"
+  lethe train --data "svhn:$tmp/bad-svhn" --epochs 1 --out "$tmp/m.safetensors"
+  expect "a MATLAB v7.3 file exits 3" 3 "train_32x32.mat" "7.3"
+  cp -r "$tmp/fx-stl10" "$tmp/bad-stl10"
+  printf '\x0b' | dd of="$tmp/bad-stl10/test_y.bin" bs=1 seek=2 conv=notrunc 2>/dev/null
+  lethe data info --data "stl10:$tmp/bad-stl10"
+  expect "STL-10 label 11 exits 3" 3 "test_y.bin"
+  cp -r "$tmp/fx-folder" "$tmp/bad-folder"
+  first_png=$(find "$tmp/bad-folder/train" -name '*.png' | sort | head -n 1)
+  head -c 40 "$first_png" >"$tmp/cut.png" && mv "$tmp/cut.png" "$first_png"
+  lethe data info --data "folder:$tmp/bad-folder"
+  expect "truncated PNG in a folder exits 3" 3 "$first_png"
+fi
+
 # --- the round trip on real data --------------------------------------------------------------------------------
 if [ ! -d "$FMNIST" ]; then
   skip "Fashion-MNIST not installed at $FMNIST: train/eval/info/predict round trip not run"
@@ -184,7 +300,7 @@ assert r["arch"] == "lenet5"
 assert r["parameters"] > 0
 assert r["tensors"] and all(t["dtype"] == "F32" for t in r["tensors"])
 lethe = r["metadata"]["lethe"]
-assert lethe["dataset"] == "fashion-mnist" and lethe["split"] == "train" and lethe["limit"] == 2000
+assert lethe["dataset"] == "fashion-mnist" and lethe["split"]["part"] == "train" and lethe["limit"] == 2000
 ' <"$tmp/out"; then
     pass "info --json: arch, parameters, tensors and provenance"
   else
@@ -290,7 +406,7 @@ assert r["train_samples"] == 300 and len(r["epochs"]) == 1, r
 import json, sys
 r = json.load(sys.stdin)
 assert r["spec"]["num_classes"] == 10 and r["spec"]["hidden"] == [32]
-assert r["metadata"]["lethe"]["classes"] == [0, 1, 2]
+assert r["metadata"]["lethe"]["split"]["spec"]["classes"] == [0, 1, 2]
 assert "adam" in json.dumps(r["metadata"]["lethe"]["train"])
 ' <"$tmp/out"; then
     pass "class-subset model keeps 10 outputs and records its class filter"

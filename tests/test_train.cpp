@@ -50,10 +50,12 @@ TrainConfig sgd_config(int epochs, int64_t batch) {
   return cfg;
 }
 
-std::vector<float> trained_weights(const Dataset& d, int threads, uint64_t seed) {
+std::vector<float> trained_weights(const Dataset& d, int threads, uint64_t seed, AugmentConfig augment = {}) {
   auto be = make_cpu_backend(threads);
   auto model = make_model(spec_for(d, "lenet5"), *be, seed);
-  train(*model, d, sgd_config(2, 32));
+  TrainConfig cfg = sgd_config(2, 32);
+  cfg.augment = augment;
+  train(*model, d, cfg);
   return model->arena().params().to_vector();
 }
 
@@ -78,6 +80,19 @@ TEST_CASE("train: the same seed and thread count give bit-identical weights") {
     const std::vector<float> other_seed = trained_weights(d, threads, 4);
     CHECK(std::memcmp(a.data(), other_seed.data(), a.size() * sizeof(float)) != 0);
   }
+}
+
+TEST_CASE("train: augmented training is deterministic too, and the augmentation is recorded") {
+  const Dataset d = synthetic_dataset(96, 4, 5);
+  const AugmentConfig augment = AugmentConfig::parse("crop+flip", 2);
+  const std::vector<float> a = trained_weights(d, 2, 3, augment), b = trained_weights(d, 2, 3, augment);
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  const std::vector<float> plain = trained_weights(d, 2, 3);
+  CHECK(std::memcmp(a.data(), plain.data(), a.size() * sizeof(float)) != 0);
+  TrainConfig cfg;
+  cfg.augment = augment;
+  CHECK(cfg.to_json()["augment"]["kind"] == "crop+flip");
+  CHECK(cfg.to_json()["augment"]["pad"] == 2);
 }
 
 TEST_CASE("train: learns a separable synthetic task and reports per-epoch statistics") {

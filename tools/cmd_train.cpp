@@ -15,7 +15,10 @@ namespace lethe::cli {
 namespace {
 
 struct TrainOptions {
-  std::string data = "fashion-mnist";
+  DataOptions data;
+  PartOptions part;
+  std::string augment = "auto";
+  int32_t pad = -1;  // -1: the dataset's default padding (4 if it has none)
   std::string net = "lenet5";
   std::string out;
   int epochs = 5;
@@ -38,13 +41,6 @@ struct TrainOptions {
 
 constexpr float kAdamDefaultLr = 1e-3f;
 
-void check_class_ids(const std::vector<int64_t>& ids, const std::string& option, const Dataset& d) {
-  for (const int64_t c : ids)
-    if (c < 0 || c >= d.num_classes)
-      throw UsageError(option + ": class " + std::to_string(c) + " is out of range; " + d.name + " has classes 0.." +
-                       std::to_string(d.num_classes - 1));
-}
-
 // Fails before any data is read or epoch is spent if the model could not be written at the end.
 void check_output_path(const std::string& out) {
   namespace fs = std::filesystem;
@@ -53,6 +49,19 @@ void check_output_path(const std::string& out) {
   if (!parent.empty() && !fs::is_directory(parent, ec))
     throw UsageError("--out " + out + ": directory " + parent.string() + " does not exist");
   if (fs::is_directory(out, ec)) throw UsageError("--out " + out + ": is a directory, expected a file name");
+}
+
+// --augment auto takes the dataset's default; the others name the transforms, cropping with --pad.
+AugmentConfig augment_config(const TrainOptions& o, const std::string& dataset) {
+  const AugmentConfig preset = default_augment(dataset);
+  if (o.augment == "auto") {
+    if (o.pad >= 0 && preset.pad == 0)
+      throw UsageError("--pad: " + dataset + " is not cropped by default; say --augment crop or crop+flip");
+    AugmentConfig cfg = preset;
+    if (o.pad >= 0) cfg.pad = o.pad;
+    return cfg;
+  }
+  return AugmentConfig::parse(o.augment, o.pad >= 0 ? o.pad : (preset.pad > 0 ? preset.pad : 4));
 }
 
 TrainConfig make_train_config(const TrainOptions& o, const GlobalOptions& g) {
@@ -91,39 +100,54 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   // Everything decidable from the options alone is checked before any data is read.
   check_output_path(o.out);
   if (!o.hidden.empty() && o.net != "mlp") throw UsageError("--hidden applies to --net mlp only");
-  const TrainConfig cfg = make_train_config(o, g);
+
+  if (!o.part.split_file.empty() && (!o.classes.empty() || !o.exclude_classes.empty()))
+    throw UsageError("--classes/--exclude-classes describe a split; with --split FILE put them in the split file");
+  if (o.part.part == "test") throw UsageError("--part test: training on the test split defeats its purpose");
+  TrainConfig cfg = make_train_config(o, g);
+  const DataRef ref = parse_data_ref(o.data.data);
+  cfg.augment = augment_config(o, ref.name);
+  const LoadOptions load = o.data.load_options();
   auto be = open_backend(g);
 
-  const DataRef ref = parse_data_ref(o.data);
-  Dataset train_set = load_dataset(ref, Split::Train);
-  note(g, "data: " + train_set.name + " train split, " + group_digits(train_set.size()) + " images " +
-              shape_str({train_set.channels(), train_set.height(), train_set.width()}) + " from " +
-              train_set.source);
-  check_class_ids(o.classes, "--classes", train_set);
-  check_class_ids(o.exclude_classes, "--exclude-classes", train_set);
-  if (!o.classes.empty() || !o.exclude_classes.empty()) {
-    train_set = filter_classes(train_set, o.classes, o.exclude_classes);
-    if (train_set.size() == 0) throw UsageError("--classes/--exclude-classes leave no training images");
-    note(g, "class filter keeps " + group_digits(train_set.size()) + " images");
-  }
+  const Dataset full_train = load_dataset(ref, Split::Train, load);
+  note(g, "data: " + full_train.name + " train split, " + group_digits(full_train.size()) + " images " +
+              shape_str({full_train.channels(), full_train.height(), full_train.width()}) + " from " +
+              full_train.source);
+  // Read now so a missing test file fails before training, not after it. A plain image folder has no test split.
+  const bool has_test = split_available(ref, Split::Test);
+  const Dataset full_test = has_test ? load_dataset(ref, Split::Test, load) : Dataset{};
+  if (!has_test) note(g, "data: no test split; the model is not evaluated after training");
+
+  SplitSpec inline_spec;
+  inline_spec.dataset = full_train.name;
+  inline_spec.seed = g.seed;
+  inline_spec.classes = o.classes;
+  inline_spec.exclude_classes = o.exclude_classes;
+  const ResolvedSplit split = resolve_split(o.part, inline_spec, "--classes/--exclude-classes", full_train, full_test);
+  Dataset train_set = select_part(split, o.part.part, full_train, full_test);
+  if (train_set.size() != full_train.size())
+    note(g, "split " + split.spec.hash() + ": part '" + o.part.part + "' holds " + group_digits(train_set.size()) +
+                " images");
   if (o.limit > 0) {
     train_set = take_shuffled(train_set, o.limit, g.seed);
     note(g, "--limit keeps " + group_digits(train_set.size()) + " images");
   }
-  // The test split is read now so a missing file fails before training, not after it.
-  const Dataset test_set = load_dataset(ref, Split::Test);
+  const Dataset test_set = has_test ? subset(full_test, split.parts.test) : Dataset{};
+  note(g, "augmentation: " + cfg.augment.name() + (cfg.augment.pad > 0 ? " (pad " + std::to_string(cfg.augment.pad) + ")" : ""));
 
   const ModelSpec spec = spec_for_data(o.net, train_set, o.hidden);
   auto model = make_model(spec, *be, g.seed);
-  check_data_fits_model(test_set, spec, "--net " + o.net);
+  if (has_test) check_data_fits_model(test_set, spec, "--net " + o.net);
   note(g, "model: " + spec.arch + ", " + group_digits(model->arena().size()) + " parameters");
 
+  nlohmann::json split_json = split_record(split.spec, split.parts, o.part.part);
+  split_json["file"] = o.part.split_file;
   model->metadata() = {{"dataset", train_set.name},
                        {"source", train_set.source},
-                       {"split", "train"},
+                       {"data", o.data.describe(full_train)},
+                       {"split", split_json},
                        {"seed", g.seed},
-                       {"classes", o.classes},
-                       {"exclude_classes", o.exclude_classes},
                        {"limit", o.limit},
                        {"train_samples", train_set.size()},
                        {"device", be->name()},
@@ -158,20 +182,25 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   train(*model, train_set, cfg, on_progress, on_epoch);
   progress.reset();
 
-  const EvalReport test = evaluate_with_progress(*model, test_set, "test", g);
-  model->metadata()["test"] = {{"accuracy", test.accuracy}, {"loss", test.loss}, {"n", test.n}};
+  std::optional<EvalReport> test;
+  if (has_test) {
+    test = evaluate_with_progress(*model, test_set, "test", g);
+    model->metadata()["test"] = {{"accuracy", test->accuracy}, {"loss", test->loss}, {"n", test->n}};
+  }
   save_model(*model, o.out);
 
   if (g.json) {
     const nlohmann::json result = {{"model", o.out},
                                    {"arch", spec.arch},
                                    {"train_samples", train_set.size()},
+                                   {"split", split_json},
                                    {"epochs", epochs},
-                                   {"test", eval_report_json(test)}};
+                                   {"test", test ? eval_report_json(*test) : nlohmann::json(nullptr)}};
     std::printf("%s\n", result.dump().c_str());
   } else {
-    std::printf("test accuracy %s  loss %.4f  (%s images)\n", percent(test.accuracy).c_str(), test.loss,
-                group_digits(test.n).c_str());
+    if (test)
+      std::printf("test accuracy %s  loss %.4f  (%s images)\n", percent(test->accuracy).c_str(), test->loss,
+                  group_digits(test->n).c_str());
     std::printf("saved %s\n", o.out.c_str());
   }
   return 0;
@@ -182,7 +211,14 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
 Command add_train_command(CLI::App& parent, GlobalOptions& g) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* app = parent.add_subcommand("train", "Train a model on a dataset and save it");
-  app->add_option("--data", o->data, "Dataset NAME or NAME:PATH")->capture_default_str();
+  add_data_options(*app, o->data);
+  add_part_options(*app, o->part, "train", "Part of the split to train on");
+  app->add_option("--augment", o->augment, "Training augmentation: auto (the dataset's default), none, crop, flip, "
+                                           "crop+flip")
+      ->check(CLI::IsMember({"auto", "none", "crop", "flip", "crop+flip"}))
+      ->capture_default_str();
+  app->add_option("--pad", o->pad, "Zero padding of the random crop (default: the dataset's, else 4)")
+      ->check(CLI::Range(0, 1024));
   app->add_option("--net", o->net, "Architecture")->check(CLI::IsMember(known_archs()))->capture_default_str();
   app->add_option("--out", o->out, "Where to save the model (.safetensors)")->required();
   app->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(1, 100000))->capture_default_str();
@@ -205,7 +241,8 @@ Command add_train_command(CLI::App& parent, GlobalOptions& g) {
   app->add_option("--milestones", o->milestones, "Epochs at which multistep multiplies the rate by --gamma (e.g. 3,4)")
       ->delimiter(',');
   app->add_option("--gamma", o->gamma, "Multistep factor")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("--classes", o->classes, "Train only on these classes (e.g. 0,1,2); the model keeps all outputs")
+  app->add_option("--classes", o->classes,
+                  "Only these classes, in training and test (e.g. 0,1,2); the model keeps all outputs")
       ->delimiter(',');
   app->add_option("--exclude-classes", o->exclude_classes, "Train without these classes (e.g. 3,7)")->delimiter(',');
   app->add_option("--limit", o->limit, "Train on the first N images after a seeded shuffle (0: all)")

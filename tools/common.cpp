@@ -26,6 +26,69 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
   app.add_flag("-q,--quiet", g.quiet, "No progress or status lines on stderr")->group(group);
 }
 
+LoadOptions DataOptions::load_options() const {
+  LoadOptions o;
+  o.label = label;
+  if (!resize.empty()) o.resize = parse_image_size(resize);
+  o.with_extra = with_extra;
+  return o;
+}
+
+nlohmann::json DataOptions::describe(const Dataset& d) const {
+  return {{"name", d.name}, {"source", d.source}, {"load", load_options().to_json()}};
+}
+
+void add_data_options(CLI::App& app, DataOptions& d) {
+  std::string names;
+  for (const std::string& n : known_datasets()) names += n + ", ";
+  app.add_option("--data", d.data, "Dataset NAME or NAME:PATH (" + names + "folder:PATH)")->capture_default_str();
+  app.add_option("--label", d.label, "cifar100 labels: fine (100 classes) or coarse (20)")
+      ->check(CLI::IsMember({"fine", "coarse"}))
+      ->capture_default_str();
+  app.add_option("--resize", d.resize, "Resize every image to HxW, bilinear (e.g. 32x32)");
+  app.add_flag("--with-extra", d.with_extra, "svhn: add extra_32x32.mat to the train split");
+}
+
+void add_part_options(CLI::App& app, PartOptions& p, const std::string& default_part, const std::string& what) {
+  p.part = default_part;
+  app.add_option("--split", p.split_file, "Experiment split file (from 'lethe data split')");
+  app.add_option("--part", p.part, what + ": " + [] {
+       std::string s;
+       for (const std::string& n : SplitParts::names()) s += (s.empty() ? "" : ", ") + n;
+       return s;
+     }())
+      ->check(CLI::IsMember(SplitParts::names()))
+      ->capture_default_str();
+}
+
+ResolvedSplit resolve_split(const PartOptions& p, const SplitSpec& fallback, const std::string& fallback_source,
+                            const Dataset& train, const Dataset& test) {
+  ResolvedSplit r;
+  if (p.split_file.empty()) {
+    r.spec = fallback;
+    r.source = fallback_source;
+    r.parts = make_split(r.spec, train, test);
+    return r;
+  }
+  const SplitFile file = read_split_file(p.split_file);
+  r.spec = file.spec;
+  r.source = p.split_file;
+  r.parts = make_split(r.spec, train, test);
+  check_split_matches(file, r.parts, p.split_file);
+  return r;
+}
+
+Dataset select_part(const ResolvedSplit& split, const std::string& part, const Dataset& train, const Dataset& test) {
+  const std::vector<int64_t>& rows = split.parts.part(part);
+  if (rows.empty())
+    throw UsageError("part '" + part + "' of the split (" + split.source + ") is empty" +
+                     (part == "user" || part == "pool" ? " (the split has no user pool)"
+                      : part == "aux"                  ? " (the split has no auxiliary fraction)"
+                      : part == "forget"               ? " (the split forgets nothing)"
+                                                       : ""));
+  return subset(part == "test" ? test : train, rows);
+}
+
 std::unique_ptr<Backend> open_backend(const GlobalOptions& g) {
   auto be = make_backend(g.device, g.threads);
   note(g, "backend: " + be->name() + ", " + std::to_string(be->threads()) + " thread(s)");

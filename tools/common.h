@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "datasets/registry.h"
+#include "datasets/splits.h"
 #include "engine/backend.h"
 #include "engine/data.h"
 #include "engine/model.h"
@@ -37,7 +39,38 @@ struct Command {
 
 void add_global_options(CLI::App& app, GlobalOptions& g);
 
+// --data, --label, --resize, --with-extra: which dataset, and how to read it.
+struct DataOptions {
+  std::string data = "fashion-mnist";
+  std::string label = "fine";
+  std::string resize;
+  bool with_extra = false;
+  LoadOptions load_options() const;
+  // {"name", "source", "load"} for metadata and results.
+  nlohmann::json describe(const Dataset& d) const;
+};
+void add_data_options(CLI::App& app, DataOptions& d);
+
+// --split FILE and --part NAME: the experiment split and which part of it a command works on.
+struct PartOptions {
+  std::string split_file;
+  std::string part;
+};
+void add_part_options(CLI::App& app, PartOptions& p, const std::string& default_part, const std::string& what);
+
+// The split a command works with: from --split FILE, else `fallback` (checked against the data either way).
+struct ResolvedSplit {
+  SplitSpec spec;
+  SplitParts parts;
+  std::string source;  // the file, or where the fallback came from
+};
+ResolvedSplit resolve_split(const PartOptions& p, const SplitSpec& fallback, const std::string& fallback_source,
+                            const Dataset& train, const Dataset& test);
+// Rows of the part: from `test` for "test", else from `train`.
+Dataset select_part(const ResolvedSplit& split, const std::string& part, const Dataset& train, const Dataset& test);
+
 Command add_train_command(CLI::App& parent, GlobalOptions& g);
+Command add_data_command(CLI::App& parent, GlobalOptions& g);
 Command add_eval_command(CLI::App& parent, GlobalOptions& g);
 Command add_info_command(CLI::App& parent, GlobalOptions& g);
 Command add_predict_command(CLI::App& parent, GlobalOptions& g);

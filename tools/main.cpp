@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
              "Exit codes: 0 ok, 1 error, 2 bad usage, 3 bad input data or model file.");
   add_global_options(app, g);
   const std::vector<Command> commands = {add_train_command(app, g), add_eval_command(app, g),
-                                         add_info_command(app, g), add_predict_command(app, g)};
+                                         add_info_command(app, g), add_predict_command(app, g),
+                                         add_data_command(app, g)};
 
   try {
     app.parse(argc, argv);
