@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "datasets/bytes.h"
 #include "engine/error.h"
 
 namespace lethe {
@@ -158,25 +159,7 @@ IdxLayout parse_idx(const std::string& path, const std::string& bytes, uint32_t 
 }  // namespace
 
 std::string read_maybe_gzip(const std::string& path, size_t max_bytes) {
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (st.type() == fs::file_type::not_found) throw InputError(path + ": cannot open (no such file)");
-  if (ec) throw InputError(path + ": cannot open (" + ec.message() + ")");
-  if (!fs::is_regular_file(st)) throw InputError(path + ": not a regular file");
-  const uintmax_t size = fs::file_size(path, ec);
-  if (ec) throw InputError(path + ": cannot read its size (" + ec.message() + ")");
-  if (size > max_bytes) {
-    throw InputError(path + ": the file is " + std::to_string(size) + " bytes, over the limit of " +
-                     std::to_string(max_bytes));
-  }
-
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (static_cast<uintmax_t>(in.gcount()) != size) {
-    throw InputError(path + ": read " + std::to_string(in.gcount()) + " of " + std::to_string(size) + " bytes");
-  }
+  const std::string bytes = read_file_bytes(path, max_bytes);
   return maybe_gunzip(path, bytes, max_bytes);
 }
 

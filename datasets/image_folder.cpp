@@ -15,6 +15,7 @@
 #include <system_error>
 #include <vector>
 
+#include "datasets/bytes.h"
 #include "engine/error.h"
 #include "kernels/resize.h"
 
@@ -226,23 +227,6 @@ void resize_planes(const float* src, int64_t channels, int64_t in_h, int64_t in_
   }
 }
 
-std::string read_image_file(const std::string& path) {
-  std::error_code ec;
-  const uintmax_t size = fs::file_size(path, ec);
-  if (ec) throw InputError(path + ": cannot read (" + ec.message() + ")");
-  if (size > kMaxImageFileBytes) {
-    throw InputError(path + ": the file is " + std::to_string(size) + " bytes, over the limit of " +
-                     std::to_string(kMaxImageFileBytes) + " for one image");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open");
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (static_cast<uintmax_t>(in.gcount()) != size) {
-    throw InputError(path + ": read " + std::to_string(in.gcount()) + " of " + std::to_string(size) + " bytes");
-  }
-  return bytes;
-}
 
 bool has_image_extension(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -390,7 +374,7 @@ Dataset load_image_folder(const std::string& root, ImageSize resize) {
   std::vector<ImageInfo> infos(static_cast<size_t>(n));
   parallel_for_first_error(n, [&](int64_t i) {
     const std::string& path = paths[static_cast<size_t>(i)];
-    infos[static_cast<size_t>(i)] = probe_image(path, read_image_file(path));
+    infos[static_cast<size_t>(i)] = probe_image(path, read_file_bytes(path, kMaxImageFileBytes));
   });
 
   int64_t channels = 1;
@@ -433,7 +417,7 @@ Dataset load_image_folder(const std::string& root, ImageSize resize) {
     const std::string& path = paths[static_cast<size_t>(i)];
     const ImageInfo& info = infos[static_cast<size_t>(i)];
     float* out = pixels + i * static_cast<int64_t>(per_image);
-    const std::string bytes = read_image_file(path);
+    const std::string bytes = read_file_bytes(path, kMaxImageFileBytes);
     const ImageInfo now = probe_image(path, bytes);
     if (now.height != info.height || now.width != info.width) {
       throw InputError(path + ": the image changed while loading (" + size_str(info.height, info.width) + ", now " +

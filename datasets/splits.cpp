@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
+#include "datasets/bytes.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
 #include "kernels/philox.h"
@@ -295,14 +294,10 @@ json split_record(const SplitSpec& spec, const SplitParts& parts, const std::str
 }
 
 SplitFile read_split_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open the split file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > (size_t(64) << 20)) throw InputError(path + ": over 64 MiB, not a split file");
+  const std::string text = read_file_bytes(path, size_t(64) << 20);  // a split file is a few KB
   json j;
   try {
-    j = json::parse(text.str());
+    j = json::parse(text);
   } catch (const json::parse_error& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }

@@ -6,52 +6,18 @@
 
 #include "datasets/cifar.h"
 #include "tests/fixtures/write_formats.h"
+#include "tests/format_checks.h"
 #include "tests/test_util.h"
 
 using namespace lethe;
 namespace fx = lethe::fixtures;
 
+using lethe::test::input_error_of;
+using lethe::test::contains;
+using lethe::test::check_rows;
+
 namespace {
 
-// The message of the InputError `f` throws, or a marker that makes the caller's substring checks fail.
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong exception type: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// Rows [first, first + im.n) of `d` hold exactly the fixture's pixels (u8 / 255) and labels.
-void check_rows(const Dataset& d, const fx::U8Images& im, int64_t first = 0) {
-  REQUIRE(d.images.shape().size() == 4);
-  REQUIRE(d.images.dim(1) == im.c);
-  REQUIRE(d.images.dim(2) == im.h);
-  REQUIRE(d.images.dim(3) == im.w);
-  REQUIRE(d.size() >= first + im.n);
-  const float* px = d.images.f32();
-  const int64_t* labels = d.labels.i64();
-  int64_t pixel_mismatches = 0, label_mismatches = 0;
-  for (int64_t i = 0; i < im.n; ++i) {
-    label_mismatches += labels[first + i] != im.labels[static_cast<size_t>(i)];
-    for (int64_t c = 0; c < im.c; ++c)
-      for (int64_t y = 0; y < im.h; ++y)
-        for (int64_t x = 0; x < im.w; ++x) {
-          const float want = static_cast<float>(im.at(i, c, y, x)) / 255.0f;
-          pixel_mismatches += px[(((first + i) * im.c + c) * im.h + y) * im.w + x] != want;
-        }
-  }
-  CHECK(pixel_mismatches == 0);
-  CHECK(label_mismatches == 0);
-}
 
 std::string cifar10_file_name(int batch) { return "data_batch_" + std::to_string(batch) + ".bin"; }
 

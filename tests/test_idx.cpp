@@ -18,6 +18,9 @@
 namespace fs = std::filesystem;
 using namespace lethe;
 
+using lethe::test::input_error_of;
+using lethe::test::contains;
+
 namespace {
 
 // A fresh directory per test, removed afterwards.
@@ -88,23 +91,6 @@ std::string idx_labels(const std::vector<int>& labels) {
   std::string s = be32(0x801) + be32(static_cast<uint32_t>(labels.size()));
   for (int y : labels) s += char(y);
   return s;
-}
-
-// The message of the InputError `f` throws, or a marker that makes the caller's substring checks fail.
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong exception type: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 // A loadable pair of images and labels (n = 3, 2x2) in `dir`, with the given base names.

@@ -7,10 +7,15 @@
 
 #include "datasets/mat5.h"
 #include "tests/fixtures/write_formats.h"
+#include "tests/format_checks.h"
 #include "tests/test_util.h"
 
 using namespace lethe;
 namespace fx = lethe::fixtures;
+
+using lethe::test::input_error_of;
+using lethe::test::contains;
+using lethe::test::check_same_images;
 
 namespace {
 
@@ -19,38 +24,6 @@ constexpr uint32_t miINT8 = 1, miUINT8 = 2, miINT16 = 3, miUINT16 = 4, miINT32 =
                    miDOUBLE = 9, miMATRIX = 14, miCOMPRESSED = 15;
 constexpr uint32_t mxCELL = 1, mxCHAR = 4, mxDOUBLE = 6, mxSINGLE = 7, mxINT16 = 10, mxUINT8 = 9;
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong exception type: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-void check_same(const Dataset& d, const fx::U8Images& im) {
-  REQUIRE(d.images.shape() == Shape{im.n, im.c, im.h, im.w});
-  REQUIRE(d.size() == im.n);
-  const float* px = d.images.f32();
-  int64_t pixel_mismatches = 0, label_mismatches = 0;
-  for (int64_t i = 0; i < im.n; ++i) {
-    label_mismatches += d.labels.i64()[i] != im.labels[static_cast<size_t>(i)];
-    for (int64_t c = 0; c < im.c; ++c)
-      for (int64_t y = 0; y < im.h; ++y)
-        for (int64_t x = 0; x < im.w; ++x)
-          pixel_mismatches +=
-              px[((i * im.c + c) * im.h + y) * im.w + x] != static_cast<float>(im.at(i, c, y, x)) / 255.0f;
-  }
-  CHECK(pixel_mismatches == 0);
-  CHECK(label_mismatches == 0);
-}
 
 const MatArray* find(const std::vector<MatArray>& arrays, const std::string& name) {
   for (const MatArray& a : arrays)
@@ -108,7 +81,7 @@ TEST_CASE("svhn: compressed and uncompressed files round-trip, with label 10 rea
     const Dataset d = load_svhn(path);
     CHECK(d.num_classes == 10);
     CHECK(d.source == path);
-    check_same(d, im);
+    check_same_images(d, im);
 
     // The file itself holds 10 where the digit is 0.
     const std::vector<MatArray> arrays = read_mat5(path);
@@ -135,26 +108,26 @@ TEST_CASE("svhn: compressed and uncompressed files round-trip, with label 10 rea
   for (bool compressed : {true, false}) {
     const std::string dir = tmp.file(compressed ? "svhn" : "svhn-raw");
     fx::write_svhn_dir(dir, 11, 4, 8, compressed);
-    check_same(load_svhn(dir + "/train_32x32.mat"), fx::make_u8_images(11, 3, 32, 32, 10, 8));
-    check_same(load_svhn(dir + "/test_32x32.mat"), fx::make_u8_images(4, 3, 32, 32, 10, 9));
+    check_same_images(load_svhn(dir + "/train_32x32.mat"), fx::make_u8_images(11, 3, 32, 32, 10, 8));
+    check_same_images(load_svhn(dir + "/test_32x32.mat"), fx::make_u8_images(4, 3, 32, 32, 10, 9));
   }
 }
 
 TEST_CASE("svhn: X and y in one compressed stream in either order, y stored as miUINT8 or as a row") {
   const fx::U8Images im = fx::make_u8_images(5, 3, 32, 32, 10, 40);
   const std::string header = fx::mat5_header();
-  check_same(svhn_of("xy.mat", header + fx::mat5_compressed(x_matrix(im) + y_matrix(im))), im);
-  check_same(svhn_of("yx.mat", header + fx::mat5_compressed(y_matrix(im) + x_matrix(im))), im);
+  check_same_images(svhn_of("xy.mat", header + fx::mat5_compressed(x_matrix(im) + y_matrix(im))), im);
+  check_same_images(svhn_of("yx.mat", header + fx::mat5_compressed(y_matrix(im) + x_matrix(im))), im);
   // MATLAB saves a double array of small integers as miUINT8 data.
   const std::string y_u8 =
       fx::mat5_matrix("y", mxDOUBLE, {5, 1}, miUINT8, fx::mat5_encode(svhn_y(im), miUINT8));
-  check_same(svhn_of("u8.mat", header + x_matrix(im) + y_u8), im);
+  check_same_images(svhn_of("u8.mat", header + x_matrix(im) + y_u8), im);
   const std::string y_row = fx::mat5_matrix("y", mxDOUBLE, {1, 5}, miINT16, fx::mat5_encode(svhn_y(im), miINT16));
-  check_same(svhn_of("row.mat", header + fx::mat5_compressed(y_row) + fx::mat5_compressed(x_matrix(im))), im);
+  check_same_images(svhn_of("row.mat", header + fx::mat5_compressed(y_row) + fx::mat5_compressed(x_matrix(im))), im);
   // A single image: MATLAB drops the trailing singleton dimension.
   const fx::U8Images one = fx::make_u8_images(1, 3, 32, 32, 10, 41);
   const std::string x1 = fx::mat5_matrix("X", mxUINT8, {32, 32, 3}, miUINT8, svhn_x(one));
-  check_same(svhn_of("one.mat", header + x1 + y_matrix(one)), one);
+  check_same_images(svhn_of("one.mat", header + x1 + y_matrix(one)), one);
 }
 
 TEST_CASE("mat5: arrays keep their names, classes, column-major dimensions and stored types") {
@@ -216,10 +189,10 @@ TEST_CASE("mat5: big-endian (MI) files decode to the same arrays and images") {
   const fx::U8Images im = fx::make_u8_images(3, 3, 32, 32, 10, 50);
   const std::string big = fx::mat5_header(true) + x_matrix(im, true) + y_matrix(im, true);
   REQUIRE(big.substr(126, 2) == "MI");
-  check_same(svhn_of("big.mat", big), im);
+  check_same_images(svhn_of("big.mat", big), im);
   const std::string big_packed =
       fx::mat5_header(true) + fx::mat5_compressed(x_matrix(im, true), true) + fx::mat5_compressed(y_matrix(im, true), true);
-  check_same(svhn_of("bigz.mat", big_packed), im);
+  check_same_images(svhn_of("bigz.mat", big_packed), im);
 
   const std::string mixed = fx::mat5_header(true) +
                             fx::mat5_matrix("v", mxDOUBLE, {1, 3}, miINT16, fx::mat5_encode({-2, 300, 7}, miINT16, true), true) +
@@ -528,7 +501,7 @@ TEST_CASE("svhn: concat joins files in order, as train + extra are read") {
   joined.n = 5;
   joined.pixels.insert(joined.pixels.end(), b.pixels.begin(), b.pixels.end());
   joined.labels.insert(joined.labels.end(), b.labels.begin(), b.labels.end());
-  check_same(both, joined);
+  check_same_images(both, joined);
   // Parts that disagree are a caller's bug.
   Dataset other_classes = first;
   other_classes.num_classes = 11;

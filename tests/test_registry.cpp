@@ -16,19 +16,10 @@ using namespace lethe;
 namespace fs = std::filesystem;
 using lethe::test::TempDir;
 
+using lethe::test::input_error_of;
+using lethe::test::contains;
+
 namespace {
-
-std::string input_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  FAIL("expected an InputError");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Pixel (i, c, y, x) of the fixture as the loader should return it.
 float fixture_pixel(const fixtures::U8Images& im, int64_t i, int64_t c, int64_t y, int64_t x) {

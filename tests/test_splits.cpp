@@ -11,6 +11,8 @@ using namespace lethe;
 using lethe::test::Rng;
 using lethe::test::TempDir;
 
+using lethe::test::usage_error_of;
+
 namespace {
 
 // `n` one-pixel images with shuffled labels: class c has about n/k members, spread over the file.
@@ -43,16 +45,6 @@ bool disjoint(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
 
 bool sorted_unique(const std::vector<int64_t>& v) {
   return std::adjacent_find(v.begin(), v.end(), [](int64_t a, int64_t b) { return a >= b; }) == v.end();
-}
-
-std::string usage_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  FAIL("expected a UsageError");
-  return {};
 }
 
 }  // namespace

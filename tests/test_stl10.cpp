@@ -5,45 +5,18 @@
 
 #include "datasets/stl10.h"
 #include "tests/fixtures/write_formats.h"
+#include "tests/format_checks.h"
 #include "tests/test_util.h"
 
 using namespace lethe;
 namespace fx = lethe::fixtures;
 
+using lethe::test::input_error_of;
+using lethe::test::contains;
+using lethe::test::check_same_images;
+
 namespace {
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong exception type: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-void check_same(const Dataset& d, const fx::U8Images& im) {
-  REQUIRE(d.images.shape() == Shape{im.n, im.c, im.h, im.w});
-  REQUIRE(d.size() == im.n);
-  const float* px = d.images.f32();
-  int64_t pixel_mismatches = 0, label_mismatches = 0;
-  for (int64_t i = 0; i < im.n; ++i) {
-    label_mismatches += d.labels.i64()[i] != im.labels[static_cast<size_t>(i)];
-    for (int64_t c = 0; c < im.c; ++c)
-      for (int64_t y = 0; y < im.h; ++y)
-        for (int64_t x = 0; x < im.w; ++x)
-          pixel_mismatches +=
-              px[((i * im.c + c) * im.h + y) * im.w + x] != static_cast<float>(im.at(i, c, y, x)) / 255.0f;
-  }
-  CHECK(pixel_mismatches == 0);
-  CHECK(label_mismatches == 0);
-}
 
 constexpr size_t kImage = 3 * 96 * 96;
 
@@ -55,9 +28,9 @@ TEST_CASE("stl10: both splits round-trip with exact pixels and labels 1..10 mapp
   fx::write_stl10_dir(dir, 12, 3, 21);
   const Dataset train = load_stl10(dir + "/train_X.bin", dir + "/train_y.bin");
   CHECK(train.num_classes == 10);
-  check_same(train, fx::make_u8_images(12, 3, 96, 96, 10, 21));
+  check_same_images(train, fx::make_u8_images(12, 3, 96, 96, 10, 21));
   const Dataset test = load_stl10(dir + "/test_X.bin", dir + "/test_y.bin");
-  check_same(test, fx::make_u8_images(3, 3, 96, 96, 10, 22));
+  check_same_images(test, fx::make_u8_images(3, 3, 96, 96, 10, 22));
   // The y file holds 1..10; all ten classes appear in 12 cycling labels.
   const std::string y = test::read_bytes(dir + "/train_y.bin");
   for (size_t i = 0; i < y.size(); ++i) CHECK(train.labels.i64()[i] == static_cast<unsigned char>(y[i]) - 1);

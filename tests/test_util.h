@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "engine/error.h"
 #include "engine/tensor.h"
 
 namespace lethe::test {
@@ -130,6 +131,32 @@ inline double nmse(const Tensor& a, const Tensor& ref) { return nmse(to_doubles(
 // Bitwise equality (so +0 vs -0 and differing NaN payloads count as differences).
 inline bool bit_identical(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+// The message of the error of type E that `f` throws, or a marker that makes the caller's substring checks fail
+// (so a wrong exception type or no exception shows up in the failure message).
+template <class E, class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<wrong exception type: ") + e.what() + ">";
+  }
+  return "<no exception>";
+}
+template <class F>
+std::string input_error_of(F&& f) {
+  return error_of<InputError>(std::forward<F>(f));
+}
+template <class F>
+std::string usage_error_of(F&& f) {
+  return error_of<UsageError>(std::forward<F>(f));
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
 }
 
 // A fresh directory under $LETHE_TEST_TMP (or the system temp directory), removed with everything in it when the
