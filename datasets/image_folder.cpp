@@ -76,6 +76,25 @@ int checked_length(const std::string& name, const std::string& bytes) {
   return static_cast<int>(bytes.size());
 }
 
+// stb_image grows its buffer to a PNG chunk's declared length before checking that the bytes exist, so a forged
+// length in a tiny file asks for gigabytes. Every chunk (length, type, data, CRC) must fit in the file.
+void check_png_chunks(const std::string& name, const std::string& bytes) {
+  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  uint64_t at = 8;
+  while (at + 8 <= bytes.size()) {
+    const uint64_t length = load_u32(p + at, /*big_endian=*/true);
+    if (length > bytes.size() - at - 8 || bytes.size() - at - 8 - length < 4) {
+      throw InputError(name + ": PNG chunk at byte offset " + std::to_string(at) + " declares " +
+                       std::to_string(length) + " data bytes, but only " + std::to_string(bytes.size() - at - 8) +
+                       " bytes follow its header (a truncated or corrupt file)");
+    }
+    if (bytes.compare(at + 4, 4, "IEND") == 0) return;
+    at += 12 + length;
+  }
+}
+
 // stb_image 2.27 (the version Debian ships) writes past its Huffman tables when a JPEG DHT segment defines more than
 // 256 codes (fixed upstream in 2.28). This walks the markers the way stb's decoder does, so it sees every DHT stb
 // would process, and refuses such a table before stb reads it. Where stb would give up, the walk stops or, where
@@ -155,11 +174,21 @@ void check_jpeg_huffman_tables(const std::string& name, const std::string& bytes
   }
 }
 
+// The densest coding of each format: BMP stores at least 1 bit per pixel; deflate (PNG) expands at most 1032:1 on
+// 1-bit pixels; a baseline JPEG block costs at least 2 bits (DC and end-of-block codes) per 64 pixels.
+uint64_t max_pixels_per_byte(const std::string& bytes) {
+  if (bytes.size() >= 2 && bytes[0] == 'B' && bytes[1] == 'M') return 8;
+  if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0xFF && static_cast<unsigned char>(bytes[1]) == 0xD8)
+    return 256;
+  return 8 * 1032;
+}
+
 // Reads the header only: dimensions and stored channels, with absurd sizes refused before any pixel is decoded.
 // Every decode goes through here first.
 ImageInfo probe_image(const std::string& name, const std::string& bytes) {
   const int length = checked_length(name, bytes);
   check_jpeg_huffman_tables(name, bytes);
+  check_png_chunks(name, bytes);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), length, &w, &h, &comp)) {
     throw InputError(name + ": cannot decode image (" + stb_reason() + "); expected a PNG, JPEG or BMP file");
@@ -175,6 +204,14 @@ ImageInfo probe_image(const std::string& name, const std::string& bytes) {
   }
   if (comp < 1 || comp > 4) {
     throw InputError(name + ": image header gives " + std::to_string(comp) + " channels (expected 1 to 4)");
+  }
+  // stb fills pixels past a truncated file's end with zeros, so a tiny file with a forged header would decode to a
+  // huge image. No real file encodes more pixels per byte than its format's densest coding allows.
+  const uint64_t max_per_byte = max_pixels_per_byte(bytes);
+  if (pixels > max_per_byte * bytes.size()) {
+    throw InputError(name + ": image header gives dimensions " + size_str(h, w) + " (height x width), more than " +
+                     "its " + std::to_string(bytes.size()) + " bytes can hold (" + std::to_string(max_per_byte) +
+                     " pixels per byte at most for this format): a truncated or forged file");
   }
   return ImageInfo{h, w, comp};
 }

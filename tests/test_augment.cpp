@@ -98,7 +98,7 @@ TEST_CASE("augment: an image gets the same crop whichever batch it is in") {
   for (int64_t j = 0; j < h * w; ++j) CHECK(single.f32()[j] == batch.f32()[2 * h * w + j]);
 }
 
-TEST_CASE("augment: settings parse, name and serialise; bad ones are usage errors") {
+TEST_CASE("augment: settings parse, name and serialise - bad ones are usage errors") {
   CHECK_FALSE(AugmentConfig::parse("none", 4).enabled());
   const AugmentConfig crop = AugmentConfig::parse("crop", 4);
   CHECK(crop.pad == 4);

@@ -377,7 +377,7 @@ TEST_CASE("image_folder: write_image_folder round trip") {
   }
 }
 
-TEST_CASE("image_folder: sizes must agree without --resize; with it every image is resized") {
+TEST_CASE("image_folder: sizes must agree without --resize - with it every image is resized") {
   TempDir dir("imgfolder");
   make_dir(dir.path() / "a");
   make_dir(dir.path() / "b");
@@ -489,6 +489,17 @@ TEST_CASE("image_folder: absurd dimensions are refused before decoding") {
   write_bytes(dir.file("c/big.png"), forged_png(10000, 10000));
   const std::string folder_msg = input_error([&] { load_image_folder(dir.path().string()); });
   CHECK(folder_msg.find(dir.file("c/big.png")) != std::string::npos);
+  // Under the pixel limit, but far more pixels than a tiny file can hold: stb would pad with zeros for seconds.
+  const std::string tiny = input_error([&] { decode_image("tiny.bmp", forged_bmp(6291459, 10)); });
+  CHECK(tiny.find("more than its") != std::string::npos);
+  input_error([&] { decode_image("tiny.png", forged_png(8000, 8000)); });
+  // A PNG chunk whose declared length runs past the end of the file (stb would first grow a buffer to it).
+  std::string long_chunk = fixtures::png_bytes(pattern(3, 4, 3, 9), 3, 4, 3);
+  const size_t idat = long_chunk.find("IDAT");
+  REQUIRE(idat != std::string::npos);
+  long_chunk.replace(idat - 4, 4, std::string("\x05\x00\x14\x49", 4));
+  const std::string chunk_msg = input_error([&] { decode_image("chunk.png", long_chunk); });
+  CHECK(chunk_msg.find("PNG chunk at byte offset") != std::string::npos);
   // Zero dimensions.
   input_error([&] { decode_image("zero.png", forged_png(0, 5)); });
   input_error([&] { decode_image("zero.bmp", forged_bmp(5, 0)); });

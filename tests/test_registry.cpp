@@ -61,7 +61,7 @@ TEST_CASE("registry: cifar10 loads all five batches in order, also from the arch
   CHECK_MESSAGE(contains(msg, "cifar-10-binary.tar.gz"), msg);
 }
 
-TEST_CASE("registry: cifar100 fine and coarse labels; --label coarse is refused elsewhere") {
+TEST_CASE("registry: cifar100 fine and coarse labels - --label coarse is refused elsewhere") {
   TempDir tmp("registry");
   fixtures::write_cifar100_dir(tmp.path().string(), 30, 10, 6);
   const DataRef ref = parse_data_ref("cifar100:" + tmp.path().string());
@@ -80,7 +80,7 @@ TEST_CASE("registry: cifar100 fine and coarse labels; --label coarse is refused 
                   UsageError);
 }
 
-TEST_CASE("registry: svhn train, test and extra; --with-extra appends extra to train") {
+TEST_CASE("registry: svhn train, test and extra - --with-extra appends extra to train") {
   TempDir tmp("registry");
   fixtures::write_svhn_dir(tmp.path().string(), 12, 5, 7);
   const DataRef ref = parse_data_ref("svhn:" + tmp.path().string());

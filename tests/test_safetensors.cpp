@@ -204,6 +204,9 @@ TEST_CASE("safetensors: malformed files are InputErrors naming the file and the 
     check_input_error(path, "out of bounds");
   }
   SUBCASE("malformed JSON") { check_raw(dir, "{\"w\": {\"dtype\": \"F32\",", 0, "malformed JSON header"); }
+  SUBCASE("a number JSON cannot hold") {
+    check_raw(dir, R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", 4, "malformed JSON header");
+  }
   SUBCASE("header is not an object") { check_raw(dir, "[1, 2, 3]", 0, "not an object"); }
   SUBCASE("entry is not an object") { check_raw(dir, "{\"w\": 5}", 0, "'w'"); }
   SUBCASE("unknown dtype F16") {

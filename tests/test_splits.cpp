@@ -118,7 +118,7 @@ TEST_CASE("splits: a forget fraction takes the first floor(p * n_c) of the class
                                              of_class(train, more_forget.train, 3).size()))));
 }
 
-TEST_CASE("splits: forget classes and explicit indices; the forget set comes from D_u when a user pool is set") {
+TEST_CASE("splits: forget classes and explicit indices - the forget set comes from D_u when a user pool is set") {
   const Dataset train = toy(300, 3, 5), test = toy(30, 3, 6);
   SplitSpec spec;
   spec.forget.classes = {1};
@@ -194,7 +194,7 @@ TEST_CASE("splits: specs that cannot fit the data are usage errors") {
   CHECK(f.fraction == 0.25);
 }
 
-TEST_CASE("splits: specs round-trip through JSON and files; hashes catch edits and different data") {
+TEST_CASE("splits: specs round-trip through JSON and files - hashes catch edits and different data") {
   SplitSpec spec;
   spec.dataset = "toy";
   spec.seed = 0xFFFFFFFFFFFFFFFFull;

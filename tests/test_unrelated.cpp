@@ -99,7 +99,7 @@ TEST_CASE("unrelated: metadata, shapes and value range for every kind, 1 and 3 c
   }
 }
 
-TEST_CASE("unrelated: deterministic in the seed; image i does not depend on n or the thread count") {
+TEST_CASE("unrelated: deterministic in the seed - image i does not depend on n or the thread count") {
   for (UnrelatedKind kind : kAllKinds) {
     CAPTURE(unrelated_kind_name(kind));
     const Dataset a = make_unrelated(5, 3, 16, 16, kind, 123);
