@@ -56,13 +56,14 @@ constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1;
 constexpr int64_t kMaxSpan = int64_t{1} << 40;
 
 // Every live handle and descriptor. Destroyed or never-created objects are rejected instead of dereferenced.
+// Immortal (never destroyed), so backends held in statics can still release their descriptors at exit.
 std::mutex& registry_mutex() {
-  static std::mutex mutex;
-  return mutex;
+  static auto* mutex = new std::mutex;
+  return *mutex;
 }
 std::unordered_set<const void*>& live_objects() {
-  static std::unordered_set<const void*> objects;
-  return objects;
+  static auto* objects = new std::unordered_set<const void*>;
+  return *objects;
 }
 
 bool is_live(const void* object) {

@@ -1,0 +1,651 @@
+// The CUDA backend, built as host C++ under the kernel simulator (lethe::cuda_sim), against the CPU backend on every
+// Backend op, in the style of ggml's test-backend-ops:
+// - inputs are fresh seeded random values; the same values go to both backends;
+// - outputs are poisoned with NaN (i64: a sentinel) first, and live as views inside larger buffers whose guard
+//   elements must survive, so a forgotten element or an out-of-bounds write shows up;
+// - outputs must be finite and match the CPU by NMSE = Σ(a-b)²/Σb²;
+// - shapes include ones that are not multiples of the 256-thread block or the 32-lane warp.
+//
+// Thresholds. Ops that move or select values, and formulas without a multiply-add (fill, copy, add, ReLU,
+// normalisation, pooling, argmax, Philox draws), must match exactly; multiply-adds within kFma (see there). Sums whose
+// order differs (GEMMs, cuDNN, reductions) use kNmse = 1e-10: f32 sums of K ≤ 1000 terms reach NMSE ≈ K·u² ≤ 4e-12
+// in any order, while a wrong index or a dropped term gives ≥ 1e-4 on random inputs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda_backend.h"
+#include "engine/loss.h"
+#include "engine/optim.h"
+#include "nets/nets.h"
+#include "tests/test_util.h"
+
+// The same suite can run against the nvcc build on a real GPU: compiled with LETHE_CUDA_PARITY_ON_DEVICE it tests
+// lethe::cuda, names its cases "cuda device: ..." and skips them when no device is present. Transcendental functions
+// (expf, logf, sinf) differ by an ulp or so between a GPU and the host's libm, so those comparisons get kNmse there.
+#if defined(LETHE_CUDA_PARITY_ON_DEVICE)
+namespace cuda_impl = lethe::cuda;
+#define CUDA_CASE(name) \
+  TEST_CASE("cuda device: " name * doctest::skip(lethe::cuda::device_count() == 0) * \
+            doctest::description("skipped when no CUDA device is present"))
+constexpr double kHostMath = 1e-12;
+constexpr const char* kExpectedName = "cuda";
+#else
+namespace cuda_impl = lethe::cuda_sim;
+#define CUDA_CASE(name) TEST_CASE("cuda sim: " name)
+constexpr double kHostMath = 0.0;
+constexpr const char* kExpectedName = "cuda-sim";
+#endif
+
+namespace {
+
+using namespace lethe;
+using lethe::test::Rng;
+using Values = std::vector<double>;
+
+constexpr double kNmse = 1e-10;
+constexpr double kExact = 0.0;
+// Formulas with a multiply-add (axpy, the optimizer updates) run the same code on both sides, but the compiler may
+// contract a·b + c into one FMA (the CPU library is built with -march=native, nvcc contracts by default), which
+// rounds once instead of twice: a few ulps apart, NMSE around 1e-15.
+constexpr double kFma = 1e-13;
+
+Backend& cpu() {
+  static std::unique_ptr<Backend> be = make_cpu_backend(1);
+  return *be;
+}
+// One simulated backend per convolution path (the path is read from LETHE_CONV when a backend is made). They live
+// until the process exits and are never destroyed: a static's destructor could run after the library stand-ins'
+// own statics are gone.
+Backend& sim(const char* conv = "cudnn") {
+  static Backend* cudnn_be = nullptr;
+  static Backend* gemm_be = nullptr;
+  Backend*& be = std::string(conv) == "gemm" ? gemm_be : cudnn_be;
+  if (!be) {
+    setenv("LETHE_CONV", conv, 1);
+    be = cuda_impl::make_cuda_backend(0).release();
+    unsetenv("LETHE_CONV");
+  }
+  return *be;
+}
+
+// Tensors as views at an unaligned offset inside a buffer with sentinel guards on both sides.
+constexpr int64_t kGuard = 5;
+constexpr float kGuardF32 = 1234.5f;
+constexpr int64_t kGuardI64 = 0x5a5a5a5a;
+
+struct Guarded {
+  Tensor whole, view;
+};
+std::vector<Guarded>& guarded_list() {
+  static std::vector<Guarded> list;
+  return list;
+}
+
+Tensor guarded(const Shape& shape, DType dtype, Device device) {
+  if (device == Device::CUDA) sim();  // the backend installs the device allocator; a case may allocate first
+  const int64_t numel = shape_numel(shape), total = numel + 2 * kGuard;
+  Tensor whole = Tensor::empty({total}, dtype, device);
+  if (dtype == DType::F32) {
+    test::set_values(whole, std::vector<float>(size_t(total), kGuardF32));
+  } else {
+    const std::vector<int64_t> v(size_t(total), kGuardI64);
+    copy_bytes(whole.raw(), device, v.data(), Device::CPU, whole.nbytes());
+  }
+  Tensor view = whole.rows(kGuard, numel).reshape(shape);
+  guarded_list().push_back({whole, view});
+  return view;
+}
+
+// Checks and forgets every guarded buffer made so far.
+void check_guards() {
+  for (const Guarded& g : guarded_list()) {
+    const Values v = test::to_doubles(g.whole);
+    const double sentinel = g.whole.dtype() == DType::F32 ? double(kGuardF32) : double(kGuardI64);
+    int64_t damaged = 0;
+    for (int64_t i = 0; i < kGuard; ++i) {
+      damaged += v[size_t(i)] != sentinel ? 1 : 0;
+      damaged += v[v.size() - 1 - size_t(i)] != sentinel ? 1 : 0;
+    }
+    CHECK_MESSAGE(damaged == 0, "an op wrote outside its tensor view");
+  }
+  guarded_list().clear();
+}
+
+// A copy of a CPU tensor on `device`, as a guarded view.
+Tensor on(Device device, const Tensor& host) {
+  Tensor t = guarded(host.shape(), host.dtype(), device);
+  copy_bytes(t.raw(), device, host.raw(), Device::CPU, host.nbytes());
+  return t;
+}
+// A poisoned output.
+Tensor out(Device device, const Shape& shape, DType dtype = DType::F32) {
+  Tensor t = guarded(shape, dtype, device);
+  test::poison(t);
+  return t;
+}
+
+// The simulated result must be finite (unless `allow_nonfinite`) and within `tol` of the CPU's.
+void expect_match(const Tensor& sim_out, const Tensor& cpu_out, double tol, const std::string& what,
+                  bool allow_nonfinite = false) {
+  INFO(what);
+  const Values a = test::to_doubles(sim_out), b = test::to_doubles(cpu_out);
+  REQUIRE(a.size() == b.size());
+  if (!allow_nonfinite) CHECK(test::count_nonfinite(a) == 0);
+  if (tol == kExact) {
+    int64_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += (a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))) ? 0 : 1;
+    CHECK(differ == 0);
+  } else {
+    CHECK(test::nmse(a, b) <= tol);
+  }
+}
+
+Tensor rand_t(const Shape& shape, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  return test::random_tensor(shape, rng, lo, hi);
+}
+
+const std::vector<int64_t> kSizes = {1, 31, 255, 256, 257, 1000, 70001};
+
+}  // namespace
+
+CUDA_CASE("the device is present and named") {
+  CHECK(cuda_impl::device_count() >= 1);
+  CHECK(sim().device() == Device::CUDA);
+  CHECK(sim().name() == kExpectedName);
+  CHECK(test::contains(test::usage_error_of([] { cuda_impl::make_cuda_backend(99); }), "device 99 does not exist"));
+}
+
+CUDA_CASE("fill copy add axpy scale and relu match the cpu") {
+  Rng rng(1);
+  for (int64_t n : kSizes) {
+    INFO("n = ", n);
+    const Tensor a = rand_t({n}, rng), b = rand_t({n}, rng), y0 = rand_t({n}, rng);
+    Backend& s = sim();
+    Backend& c = cpu();
+
+    Tensor sf = out(Device::CUDA, {n}), cf = out(Device::CPU, {n});
+    s.fill(sf, 0.375f);
+    c.fill(cf, 0.375f);
+    expect_match(sf, cf, kExact, "fill");
+
+    // copy host -> device -> device -> host
+    Tensor d1 = out(Device::CUDA, {n}), d2 = out(Device::CUDA, {n}), h = out(Device::CPU, {n});
+    s.copy(a, d1);
+    s.copy(d1, d2);
+    s.copy(d2, h);
+    expect_match(h, a, kExact, "copy round trip");
+
+    Tensor sa = on(Device::CUDA, a), sb = on(Device::CUDA, b);
+    Tensor sy = out(Device::CUDA, {n}), cy = out(Device::CPU, {n});
+    s.add(sa, sb, sy);
+    c.add(a, b, cy);
+    expect_match(sy, cy, kExact, "add");
+    Tensor alias = on(Device::CUDA, a), alias_cpu = a.clone();
+    s.add(alias, sb, alias);  // y aliases a
+    c.add(alias_cpu, b, alias_cpu);
+    expect_match(alias, alias_cpu, kExact, "add in place");
+
+    Tensor sy0 = on(Device::CUDA, y0), cy0 = y0.clone();
+    s.axpy(-0.7f, sa, sy0);
+    c.axpy(-0.7f, a, cy0);
+    expect_match(sy0, cy0, kFma, "axpy");
+    s.scale(sy0, 1.5f);
+    c.scale(cy0, 1.5f);
+    expect_match(sy0, cy0, kFma, "scale");
+
+    Tensor sr = out(Device::CUDA, {n}), cr = out(Device::CPU, {n});
+    s.relu_forward(sa, sr);
+    c.relu_forward(a, cr);
+    expect_match(sr, cr, kExact, "relu_forward");
+    Tensor sdx = out(Device::CUDA, {n}), cdx = out(Device::CPU, {n});
+    s.relu_backward(sr, sb, sdx);
+    c.relu_backward(cr, b, cdx);
+    expect_match(sdx, cdx, kExact, "relu_backward");
+    check_guards();
+  }
+}
+
+CUDA_CASE("relu keeps NaN as the cpu does") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor x = Tensor::from_vector({-1.0f, nan, 2.0f, -0.0f, 0.0f}, {5});
+  Tensor sy = out(Device::CUDA, {5}), cy = out(Device::CPU, {5});
+  sim().relu_forward(on(Device::CUDA, x), sy);
+  cpu().relu_forward(x, cy);
+  expect_match(sy, cy, kExact, "relu with NaN", true);
+  CHECK(std::isnan(test::to_doubles(sy)[1]));
+  check_guards();
+}
+
+CUDA_CASE("dot and sum_squares match the cpu") {
+  Rng rng(2);
+  for (int64_t n : {int64_t(0), int64_t(1), int64_t(257), int64_t(4097), int64_t(300001)}) {
+    INFO("n = ", n);
+    const Tensor a = rand_t({n}, rng), b = rand_t({n}, rng);
+    const Tensor sa = on(Device::CUDA, a), sb = on(Device::CUDA, b);
+    const double sd = sim().dot(sa, sb), cd = cpu().dot(a, b);
+    CHECK(std::abs(sd - cd) <= 1e-12 * (1.0 + std::abs(cd)));
+    const double ss = sim().sum_squares(sa), cs = cpu().sum_squares(a);
+    CHECK(std::abs(ss - cs) <= 1e-12 * (1.0 + cs));
+    CHECK(sim().dot(sa, sb) == sd);  // deterministic: same bits on a second run
+    check_guards();
+  }
+}
+
+CUDA_CASE("clip_grad_norm scales on the device like the generic path") {
+  Rng rng(3);
+  for (float max_norm : {0.5f, 1e6f}) {
+    const Tensor g = rand_t({5003}, rng);
+    Tensor sg = on(Device::CUDA, g), cg = g.clone();
+    const double sn = cuda_impl::clip_grad_norm(sim(), sg, max_norm);
+    const double cn = cuda_impl::clip_grad_norm(cpu(), cg, max_norm);
+    CHECK(std::abs(sn - cn) <= 1e-12 * cn);
+    expect_match(sg, cg, kNmse, "clipped gradients");
+    if (max_norm > 1e5f) expect_match(sg, g, kExact, "no clipping below the limit");
+    check_guards();
+  }
+}
+
+CUDA_CASE("normalize forward and backward match the cpu") {
+  Rng rng(4);
+  for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}, Shape{3, 3, 32, 32}}) {
+    const int64_t c = shape[1];
+    const Tensor x = rand_t(shape, rng), mean = rand_t({c}, rng), inv = rand_t({c}, rng, 0.5f, 2.0f);
+    Tensor sy = out(Device::CUDA, shape), cy = out(Device::CPU, shape);
+    sim().normalize_forward(on(Device::CUDA, x), on(Device::CUDA, mean), on(Device::CUDA, inv), sy);
+    cpu().normalize_forward(x, mean, inv, cy);
+    expect_match(sy, cy, kExact, "normalize_forward");
+    Tensor sdx = out(Device::CUDA, shape), cdx = out(Device::CPU, shape);
+    sim().normalize_backward(on(Device::CUDA, x), on(Device::CUDA, inv), sdx);
+    cpu().normalize_backward(x, inv, cdx);
+    expect_match(sdx, cdx, kExact, "normalize_backward");
+    check_guards();
+  }
+}
+
+CUDA_CASE("linear forward and backward match the cpu") {
+  Rng rng(5);
+  struct Dims {
+    int64_t n, in, out;
+  };
+  for (const Dims d : {Dims{1, 1, 1}, Dims{3, 17, 5}, Dims{33, 100, 10}, Dims{64, 257, 31}}) {
+    for (int variant = 0; variant < 3; ++variant) {  // 0: bias, 1: bias + relu, 2: no bias
+      INFO("n=", d.n, " in=", d.in, " out=", d.out, " variant=", variant);
+      const bool relu = variant == 1, bias = variant != 2;
+      const Tensor x = rand_t({d.n, d.in}, rng), w = rand_t({d.out, d.in}, rng), b = rand_t({d.out}, rng);
+      const Tensor dy = rand_t({d.n, d.out}, rng), dw0 = rand_t({d.out, d.in}, rng), db0 = rand_t({d.out}, rng);
+      const Tensor sx = on(Device::CUDA, x), sw = on(Device::CUDA, w), sb = on(Device::CUDA, b);
+      Tensor sy = out(Device::CUDA, {d.n, d.out}), cy = out(Device::CPU, {d.n, d.out});
+      sim().linear_forward(sx, sw, bias ? &sb : nullptr, sy, relu);
+      cpu().linear_forward(x, w, bias ? &b : nullptr, cy, relu);
+      expect_match(sy, cy, kNmse, "linear y");
+
+      Tensor sdx = out(Device::CUDA, {d.n, d.in}), cdx = out(Device::CPU, {d.n, d.in});
+      Tensor sdw = on(Device::CUDA, dw0), cdw = dw0.clone(), sdb = on(Device::CUDA, db0), cdb = db0.clone();
+      sim().linear_backward(sx, sw, on(Device::CUDA, dy), &sdx, &sdw, bias ? &sdb : nullptr);
+      cpu().linear_backward(x, w, dy, &cdx, &cdw, bias ? &cdb : nullptr);
+      expect_match(sdx, cdx, kNmse, "linear dx");
+      expect_match(sdw, cdw, kNmse, "linear dw (accumulated)");
+      expect_match(sdb, cdb, kNmse, "linear db (accumulated)");
+      check_guards();
+    }
+  }
+}
+
+CUDA_CASE("conv2d forward and backward match the cpu on both paths") {
+  Rng rng(6);
+  const std::vector<Conv2dGeom> geoms = {
+      Conv2dGeom::make(2, 3, 8, 8, 4, 3, 3, 1, 1),    Conv2dGeom::make(3, 1, 28, 28, 6, 5, 5, 1, 0),
+      Conv2dGeom::make(2, 4, 9, 7, 5, 3, 3, 2, 1),    Conv2dGeom::make(1, 2, 5, 5, 3, 1, 1, 1, 0),
+      Conv2dGeom::make(5, 3, 6, 6, 8, 3, 3, 2, 0),    Conv2dGeom::make(2, 2, 11, 10, 3, 5, 5, 2, 2),
+      Conv2dGeom::make(3, 16, 4, 4, 17, 3, 3, 1, 1),
+  };
+  for (const char* path : {"cudnn", "gemm"}) {
+    Backend& s = sim(path);
+    for (const Conv2dGeom& g : geoms) {
+      for (int variant = 0; variant < 3; ++variant) {  // 0: bias, 1: bias + relu, 2: no bias
+        INFO("path=", path, " n=", g.n, " c=", g.c, " h=", g.h, " w=", g.w, " o=", g.o, " k=", g.kh, " s=", g.stride,
+             " p=", g.pad, " variant=", variant);
+        const bool relu = variant == 1, bias = variant != 2;
+        const Shape xs{g.n, g.c, g.h, g.w}, ws{g.o, g.c, g.kh, g.kw}, ys{g.n, g.o, g.ho, g.wo};
+        const Tensor x = rand_t(xs, rng), w = rand_t(ws, rng), b = rand_t({g.o}, rng), dy = rand_t(ys, rng);
+        const Tensor dw0 = rand_t(ws, rng), db0 = rand_t({g.o}, rng);
+        const Tensor sx = on(Device::CUDA, x), sw = on(Device::CUDA, w), sb = on(Device::CUDA, b);
+        std::unique_ptr<LayerState> sim_state, cpu_state;
+        Tensor sy = out(Device::CUDA, ys), cy = out(Device::CPU, ys);
+        s.conv2d_forward(sx, sw, bias ? &sb : nullptr, sy, g, relu, &sim_state);
+        cpu().conv2d_forward(x, w, bias ? &b : nullptr, cy, g, relu, &cpu_state);
+        expect_match(sy, cy, kNmse, "conv y");
+
+        Tensor sdx = out(Device::CUDA, xs), cdx = out(Device::CPU, xs);
+        Tensor sdw = on(Device::CUDA, dw0), cdw = dw0.clone(), sdb = on(Device::CUDA, db0), cdb = db0.clone();
+        s.conv2d_backward(sx, sw, on(Device::CUDA, dy), &sdx, &sdw, bias ? &sdb : nullptr, g, &sim_state);
+        cpu().conv2d_backward(x, w, dy, &cdx, &cdw, bias ? &cdb : nullptr, g, &cpu_state);
+        expect_match(sdx, cdx, kNmse, "conv dx");
+        expect_match(sdw, cdw, kNmse, "conv dw (accumulated)");
+        expect_match(sdb, cdb, kNmse, "conv db (accumulated)");
+
+        // State written by another backend (the CPU's) is ignored; no state at all works too.
+        Tensor sdx2 = out(Device::CUDA, xs);
+        s.conv2d_backward(sx, sw, on(Device::CUDA, dy), &sdx2, nullptr, nullptr, g, &cpu_state);
+        expect_match(sdx2, cdx, kNmse, "conv dx with foreign state");
+        Tensor sdx3 = out(Device::CUDA, xs);
+        s.conv2d_backward(sx, sw, on(Device::CUDA, dy), &sdx3, nullptr, nullptr, g, nullptr);
+        expect_match(sdx3, cdx, kNmse, "conv dx without state");
+        check_guards();
+      }
+    }
+  }
+}
+
+CUDA_CASE("max pooling matches the cpu exactly with argmax ties and NaN") {
+  Rng rng(7);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<Pool2dGeom> geoms = {
+      Pool2dGeom::make(2, 3, 8, 8, 2, 2, 2, 0),   Pool2dGeom::make(2, 3, 7, 9, 3, 3, 2, 1),
+      Pool2dGeom::make(1, 2, 5, 5, 3, 3, 1, 1),   Pool2dGeom::make(3, 5, 13, 11, 2, 2, 2, 0),
+      Pool2dGeom::make(1, 1, 4, 4, 4, 4, 1, 0),   Pool2dGeom::make(2, 1, 6, 6, 3, 3, 3, 1),
+  };
+  for (const Pool2dGeom& g : geoms) {
+    for (bool with_nan : {false, true}) {
+      INFO("n=", g.n, " c=", g.c, " h=", g.h, " w=", g.w, " k=", g.kh, " s=", g.stride, " p=", g.pad,
+           " nan=", with_nan);
+      const Shape xs{g.n, g.c, g.h, g.w}, ys{g.n, g.c, g.ho, g.wo};
+      std::vector<float> xv = rand_t(xs, rng).to_vector();
+      // Ties (first maximum wins) and NaN (wins the window).
+      for (size_t i = 0; i < xv.size(); i += 5) xv[i] = 0.5f;
+      if (with_nan)
+        for (size_t i = 3; i < xv.size(); i += 17) xv[i] = nan;
+      const Tensor x = Tensor::from_vector(xv, xs), dy = rand_t(ys, rng);
+      Tensor sy = out(Device::CUDA, ys), cy = out(Device::CPU, ys);
+      Tensor si = out(Device::CUDA, ys, DType::I64), ci = out(Device::CPU, ys, DType::I64);
+      sim().maxpool2d_forward(on(Device::CUDA, x), sy, &si, g);
+      cpu().maxpool2d_forward(x, cy, &ci, g);
+      expect_match(sy, cy, kExact, "maxpool y", with_nan);
+      expect_match(si, ci, kExact, "maxpool argmax");
+      Tensor sy2 = out(Device::CUDA, ys);
+      sim().maxpool2d_forward(on(Device::CUDA, x), sy2, nullptr, g);
+      expect_match(sy2, cy, kExact, "maxpool y without argmax", with_nan);
+
+      Tensor sdx = out(Device::CUDA, xs), cdx = out(Device::CPU, xs);
+      sim().maxpool2d_backward(si, on(Device::CUDA, dy), sdx, g);
+      cpu().maxpool2d_backward(ci, dy, cdx, g);
+      expect_match(sdx, cdx, kExact, "maxpool dx");
+      check_guards();
+    }
+  }
+}
+
+CUDA_CASE("average pooling matches the cpu") {
+  Rng rng(8);
+  const std::vector<Pool2dGeom> geoms = {
+      Pool2dGeom::make(2, 3, 8, 8, 2, 2, 2, 0),  Pool2dGeom::make(2, 3, 7, 9, 3, 3, 2, 1),
+      Pool2dGeom::make(3, 7, 4, 4, 4, 4, 1, 0),  Pool2dGeom::make(1, 2, 9, 9, 3, 3, 3, 1),
+      Pool2dGeom::make(2, 5, 5, 6, 2, 3, 1, 1),
+  };
+  for (const Pool2dGeom& g : geoms) {
+    INFO("n=", g.n, " c=", g.c, " h=", g.h, " w=", g.w, " k=", g.kh, "x", g.kw, " s=", g.stride, " p=", g.pad);
+    const Shape xs{g.n, g.c, g.h, g.w}, ys{g.n, g.c, g.ho, g.wo};
+    const Tensor x = rand_t(xs, rng), dy = rand_t(ys, rng);
+    Tensor sy = out(Device::CUDA, ys), cy = out(Device::CPU, ys);
+    sim().avgpool2d_forward(on(Device::CUDA, x), sy, g);
+    cpu().avgpool2d_forward(x, cy, g);
+    expect_match(sy, cy, kExact, "avgpool y");
+    Tensor sdx = out(Device::CUDA, xs), cdx = out(Device::CPU, xs);
+    sim().avgpool2d_backward(on(Device::CUDA, dy), sdx, g);
+    cpu().avgpool2d_backward(dy, cdx, g);
+    // Overlapping windows sum several dy/k terms; the CPU build contracts them to FMA under -march=native.
+    expect_match(sdx, cdx, 1e-12, "avgpool dx");
+    check_guards();
+  }
+}
+
+CUDA_CASE("batchnorm train and eval match the cpu") {
+  Rng rng(9);
+  for (const Shape& xs : {Shape{1, 2, 1, 1}, Shape{4, 3, 5, 5}, Shape{8, 5, 13, 11}, Shape{2, 16, 1, 1},
+                          Shape{3, 2, 40, 40}}) {
+    for (int mode = 0; mode < 3; ++mode) {  // 0: train, 1: train + relu, 2: eval
+      INFO("shape=", shape_str(xs), " mode=", mode);
+      const bool train = mode != 2, relu = mode == 1;
+      const int64_t c = xs[1];
+      const Tensor x = rand_t(xs, rng, -2.0f, 3.0f), gamma = rand_t({c}, rng), beta = rand_t({c}, rng);
+      const Tensor rm0 = rand_t({c}, rng), rv0 = rand_t({c}, rng, 0.5f, 2.0f), dy = rand_t(xs, rng);
+      const Tensor dg0 = rand_t({c}, rng), db0 = rand_t({c}, rng);
+      Tensor srm = on(Device::CUDA, rm0), srv = on(Device::CUDA, rv0), crm = rm0.clone(), crv = rv0.clone();
+      Tensor sy = out(Device::CUDA, xs), cy = out(Device::CPU, xs);
+      Tensor ssm = out(Device::CUDA, {c}), ssi = out(Device::CUDA, {c}), csm = out(Device::CPU, {c}),
+             csi = out(Device::CPU, {c});
+      const Tensor sx = on(Device::CUDA, x), sg = on(Device::CUDA, gamma);
+      sim().batchnorm2d_forward(sx, sg, on(Device::CUDA, beta), srm, srv, train, 0.1f, 1e-5f, sy, ssm, ssi, relu);
+      cpu().batchnorm2d_forward(x, gamma, beta, crm, crv, train, 0.1f, 1e-5f, cy, csm, csi, relu);
+      expect_match(sy, cy, kNmse, "batchnorm y");
+      expect_match(srm, crm, kNmse, "running mean");
+      expect_match(srv, crv, kNmse, "running var");
+      expect_match(ssm, csm, kNmse, "save_mean");
+      expect_match(ssi, csi, kNmse, "save_invstd");
+
+      Tensor sdx = out(Device::CUDA, xs), cdx = out(Device::CPU, xs);
+      Tensor sdg = on(Device::CUDA, dg0), cdg = dg0.clone(), sdb = on(Device::CUDA, db0), cdb = db0.clone();
+      sim().batchnorm2d_backward(sx, sg, ssm, ssi, on(Device::CUDA, dy), train, &sdx, &sdg, &sdb);
+      cpu().batchnorm2d_backward(x, gamma, csm, csi, dy, train, &cdx, &cdg, &cdb);
+      expect_match(sdx, cdx, kNmse, "batchnorm dx");
+      expect_match(sdg, cdg, kNmse, "batchnorm dgamma (accumulated)");
+      expect_match(sdb, cdb, kNmse, "batchnorm dbeta (accumulated)");
+      check_guards();
+    }
+  }
+}
+
+CUDA_CASE("softmax cross-entropy softmax log-softmax and argmax match the cpu") {
+  Rng rng(10);
+  struct Dims {
+    int64_t n, k;
+  };
+  for (const Dims d : {Dims{1, 1}, Dims{7, 10}, Dims{33, 100}, Dims{5, 257}, Dims{70, 3}}) {
+    INFO("n=", d.n, " k=", d.k);
+    const Tensor logits = rand_t({d.n, d.k}, rng, -5.0f, 5.0f), labels = test::random_labels(d.n, d.k, rng);
+    const Tensor sl = on(Device::CUDA, logits), slab = on(Device::CUDA, labels);
+    for (bool labels_on_device : {true, false}) {
+      Tensor sp = out(Device::CUDA, {d.n, d.k}), cp = out(Device::CPU, {d.n, d.k});
+      const double sloss = sim().softmax_xent_forward(sl, labels_on_device ? slab : labels, sp);
+      const double closs = cpu().softmax_xent_forward(logits, labels, cp);
+      CHECK(std::abs(sloss - closs) <= 1e-6 * (1.0 + std::abs(closs)));
+      expect_match(sp, cp, kNmse, "xent probs");
+      Tensor sd = out(Device::CUDA, {d.n, d.k}), cd = out(Device::CPU, {d.n, d.k});
+      sim().softmax_xent_backward(sp, labels_on_device ? slab : labels, 1.0f / float(d.n), sd);
+      cpu().softmax_xent_backward(cp, labels, 1.0f / float(d.n), cd);
+      expect_match(sd, cd, kNmse, "xent dlogits");
+    }
+    Tensor sp = out(Device::CUDA, {d.n, d.k}), cp = out(Device::CPU, {d.n, d.k});
+    sim().softmax(sl, sp);
+    cpu().softmax(logits, cp);
+    expect_match(sp, cp, kNmse, "softmax");
+    Tensor so = out(Device::CUDA, {d.n, d.k}), co = out(Device::CPU, {d.n, d.k});
+    sim().log_softmax(sl, so);
+    cpu().log_softmax(logits, co);
+    expect_match(so, co, kNmse, "log_softmax");
+    Tensor sa = out(Device::CUDA, {d.n}, DType::I64), ca = out(Device::CPU, {d.n}, DType::I64);
+    sim().argmax_rows(sl, sa);
+    cpu().argmax_rows(logits, ca);
+    expect_match(sa, ca, kExact, "argmax");
+    check_guards();
+  }
+}
+
+CUDA_CASE("argmax breaks ties and treats NaN as the cpu does") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const int64_t k = 40;
+  std::vector<float> v(size_t(6 * k), 0.0f);
+  v[0 * k + 33] = 2.0f, v[0 * k + 7] = 2.0f;  // tie: first wins
+  v[1 * k + 0] = nan, v[1 * k + 5] = 9.0f;    // NaN at 0 keeps index 0
+  v[2 * k + 3] = nan, v[2 * k + 39] = 1.0f;   // NaN elsewhere never wins
+  v[3 * k + 20] = inf;
+  for (int64_t j = 0; j < k; ++j) v[size_t(4 * k + j)] = -inf;  // all equal: index 0
+  for (int64_t j = 0; j < k; ++j) v[size_t(5 * k + j)] = j == 0 ? -1.0f : nan;
+  const Tensor logits = Tensor::from_vector(v, {6, k});
+  Tensor sa = out(Device::CUDA, {6}, DType::I64), ca = out(Device::CPU, {6}, DType::I64);
+  sim().argmax_rows(on(Device::CUDA, logits), sa);
+  cpu().argmax_rows(logits, ca);
+  expect_match(sa, ca, kExact, "argmax special values");
+  CHECK(test::to_doubles(sa) == Values{7, 0, 39, 20, 0, 0});
+  check_guards();
+}
+
+CUDA_CASE("a label out of range is an error on the device path too") {
+  const Tensor logits = Tensor::from_vector({0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f}, {2, 3});
+  const Tensor bad = Tensor::from_labels({1, 3});
+  Tensor sp = out(Device::CUDA, {2, 3});
+  const Tensor sl = on(Device::CUDA, logits), sbad = on(Device::CUDA, bad);
+  CHECK(test::contains(test::error_of<Error>([&] { sim().softmax_xent_forward(sl, sbad, sp); }), "outside [0, 3)"));
+  CHECK(test::contains(test::error_of<Error>([&] { sim().softmax_xent_forward(sl, bad, sp); }), "outside [0, 3)"));
+  Tensor sd = out(Device::CUDA, {2, 3});
+  CHECK(test::contains(test::error_of<Error>([&] { sim().softmax_xent_backward(sp, sbad, 0.5f, sd); }),
+                       "outside [0, 3)"));
+  guarded_list().clear();
+}
+
+CUDA_CASE("the fused optimizer steps match the cpu") {
+  Rng rng(11);
+  for (int64_t n : kSizes) {
+    INFO("n = ", n);
+    const Tensor p = rand_t({n}, rng), g = rand_t({n}, rng), m = rand_t({n}, rng), v = rand_t({n}, rng, 0.0f, 1.0f);
+    for (int variant = 0; variant < 3; ++variant) {
+      const kernels::SgdHyper h{0.05f, variant == 0 ? 0.0f : 0.9f, 0.1f, 5e-4f, variant == 2, variant == 1};
+      Tensor sp = on(Device::CUDA, p), sm = on(Device::CUDA, m), cp = p.clone(), cm = m.clone();
+      sim().sgd_step(sp, on(Device::CUDA, g), sm, h);
+      cpu().sgd_step(cp, g, cm, h);
+      expect_match(sp, cp, kFma, "sgd params");
+      expect_match(sm, cm, kFma, "sgd momentum");
+    }
+    for (bool decoupled : {false, true}) {
+      const float t = 3.0f;
+      const kernels::AdamHyper h{1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, decoupled, 1.0f - std::pow(0.9f, t),
+                                 std::sqrt(1.0f - std::pow(0.999f, t))};
+      Tensor sp = on(Device::CUDA, p), sm = on(Device::CUDA, m), sv = on(Device::CUDA, v);
+      Tensor cp = p.clone(), cm = m.clone(), cv = v.clone();
+      sim().adam_step(sp, on(Device::CUDA, g), sm, sv, h);
+      cpu().adam_step(cp, g, cm, cv, h);
+      expect_match(sp, cp, kFma, "adam params");
+      expect_match(sm, cm, kFma, "adam m");
+      expect_match(sv, cv, kFma, "adam v");
+    }
+    check_guards();
+  }
+}
+
+CUDA_CASE("Philox fills give the cpu's streams") {
+  for (int64_t n : kSizes) {
+    INFO("n = ", n);
+    // The draws themselves ([0, 1) and N(0, 1): no multiply-add) exactly, the affine maps within kFma.
+    Tensor su = out(Device::CUDA, {n}), cu = out(Device::CPU, {n});
+    sim().fill_uniform(su, 0.0f, 1.0f, 42, 7);
+    cpu().fill_uniform(cu, 0.0f, 1.0f, 42, 7);
+    expect_match(su, cu, kExact, "fill_uniform draws");
+    sim().fill_uniform(su, -0.25f, 0.75f, 42, 7);
+    cpu().fill_uniform(cu, -0.25f, 0.75f, 42, 7);
+    expect_match(su, cu, kFma, "fill_uniform");
+    Tensor sn = out(Device::CUDA, {n}), cn = out(Device::CPU, {n});
+    sim().fill_normal(sn, 0.0f, 1.0f, 42, 9);
+    cpu().fill_normal(cn, 0.0f, 1.0f, 42, 9);
+    expect_match(sn, cn, kHostMath, "fill_normal draws");
+    sim().fill_normal(sn, 0.5f, 2.0f, 42, 9);
+    cpu().fill_normal(cn, 0.5f, 2.0f, 42, 9);
+    expect_match(sn, cn, kFma, "fill_normal");
+    check_guards();
+  }
+}
+
+CUDA_CASE("a training step allocates nothing new from the device once warm") {
+  Rng rng(12);
+  Backend& s = sim();
+  const Conv2dGeom g = Conv2dGeom::make(4, 3, 10, 10, 6, 3, 3, 1, 1);
+  const Tensor x = on(Device::CUDA, rand_t({4, 3, 10, 10}, rng)), w = on(Device::CUDA, rand_t({6, 3, 3, 3}, rng));
+  const Tensor labels = on(Device::CUDA, test::random_labels(4, 10, rng));
+  const Tensor fc = on(Device::CUDA, rand_t({10, 600}, rng));
+  std::unique_ptr<LayerState> state;
+  auto step = [&] {
+    Tensor y = Tensor::empty({4, 6, 10, 10}, DType::F32, Device::CUDA);
+    s.conv2d_forward(x, w, nullptr, y, g, true, &state);
+    Tensor logits = Tensor::empty({4, 10}, DType::F32, Device::CUDA), probs = Tensor::empty({4, 10}, DType::F32, Device::CUDA);
+    s.linear_forward(y.reshape({4, 600}), fc, nullptr, logits, false);
+    s.softmax_xent_forward(logits, labels, probs);
+    Tensor dl = Tensor::empty({4, 10}, DType::F32, Device::CUDA), dy = Tensor::empty({4, 600}, DType::F32, Device::CUDA);
+    Tensor dfc = Tensor::zeros({10, 600}, DType::F32, Device::CUDA), dw = Tensor::zeros({6, 3, 3, 3}, DType::F32, Device::CUDA);
+    s.softmax_xent_backward(probs, labels, 0.25f, dl);
+    s.linear_backward(y.reshape({4, 600}), fc, dl, &dy, &dfc, nullptr);
+    Tensor dx = Tensor::empty({4, 3, 10, 10}, DType::F32, Device::CUDA);
+    s.conv2d_backward(x, w, dy.reshape({4, 6, 10, 10}), &dx, &dw, nullptr, g, &state);
+    (void)s.sum_squares(dw);
+  };
+  step();
+  step();
+  const auto before = cuda_impl::device_memory_stats();
+  for (int i = 0; i < 3; ++i) step();
+  const auto after = cuda_impl::device_memory_stats();
+  CHECK(after.device_mallocs == before.device_mallocs);
+  CHECK(after.device_frees == before.device_frees);
+  CHECK(after.cache_hits > before.cache_hits);
+  guarded_list().clear();
+}
+
+// Whole models: a few SGD steps (momentum, weight decay) from the same weights on the same batch, on both backends;
+// the weights must agree to 1e-4 relative (in norm) afterwards.
+CUDA_CASE("lenet5 trains a few steps like the cpu") {
+  struct Net {
+    const char* arch;
+    int64_t c, h, w;
+  };
+  const char* only = std::getenv("LETHE_TEST_ONLY_ARCH");
+  for (const Net net : {Net{"lenet5", 1, 28, 28}}) {
+    if (only && std::string(only) != net.arch) continue;
+    for (const char* path : {"cudnn", "gemm"}) {
+      INFO("arch=", std::string(net.arch), " conv path=", std::string(path));
+      ModelSpec spec;
+      spec.arch = net.arch;
+      spec.channels = net.c;
+      spec.height = net.h;
+      spec.width = net.w;
+      spec.num_classes = 10;
+      Backend& s = sim(path);
+      auto cpu_model = make_model(spec, cpu(), 7);
+      auto sim_model = make_model_uninitialised(spec, s);
+      const Tensor& cp = cpu_model->arena().params();
+      const Tensor& sp = sim_model->arena().params();
+      REQUIRE(cp.numel() == sp.numel());
+      copy_bytes(sp.raw(), Device::CUDA, cp.raw(), Device::CPU, cp.nbytes());
+
+      Rng rng(13);
+      const int64_t n = 6;
+      const Tensor x = rand_t(spec.input_shape(n), rng, 0.0f, 1.0f), labels = test::random_labels(n, 10, rng);
+      const Tensor sx = test::to_device(x, Device::CUDA), slabels = test::to_device(labels, Device::CUDA);
+      OptimConfig oc;
+      oc.momentum = 0.9f;
+      oc.weight_decay = 5e-4f;
+      auto cpu_opt = make_optimizer(oc, cpu_model->arena(), cpu());
+      auto sim_opt = make_optimizer(oc, sim_model->arena(), s);
+      SoftmaxCrossEntropy cpu_loss, sim_loss;
+      for (int step = 0; step < 3; ++step) {
+        cpu_model->arena().zero_grad(cpu());
+        sim_model->arena().zero_grad(s);
+        const double lc = cpu_loss.forward(cpu(), cpu_model->forward(x, true), labels);
+        const double ls = sim_loss.forward(s, sim_model->forward(sx, true), slabels);
+        INFO("step ", step);
+        CHECK(std::abs(lc - ls) <= 1e-4 * (1.0 + std::abs(lc)));
+        cpu_model->backward(cpu_loss.backward(cpu(), labels), true, false);
+        sim_model->backward(sim_loss.backward(s, slabels), true, false);
+        cpu_opt->step(0.01f);
+        sim_opt->step(0.01f);
+      }
+      const Values a = test::to_doubles(sp), b = test::to_doubles(cp);
+      CHECK(test::count_nonfinite(a) == 0);
+      CHECK(std::sqrt(test::nmse(a, b)) <= 1e-4);
+    }
+  }
+}
