@@ -10,6 +10,21 @@
 // normalisation, pooling, argmax, Philox draws), must match exactly; multiply-adds within kFma (see there). Sums whose
 // order differs (GEMMs, cuDNN, reductions) use kNmse = 1e-10: f32 sums of K ≤ 1000 terms reach NMSE ≈ K·u² ≤ 4e-12
 // in any order, while a wrong index or a dropped term gives ≥ 1e-4 on random inputs.
+//
+// Every custom kernel runs here through the op that launches it (kernels/cuda/):
+// - elementwise.cu: fill_kernel, add_kernel, axpy_kernel, scale_kernel, relu_forward_kernel, relu_backward_kernel,
+//   normalize_forward_kernel, normalize_backward_kernel, bias_activation_kernel (linear/conv bias + fused ReLU);
+// - reduce.cu: dot_partials_kernel, sum_f64_kernel (dot, sum_squares), clip_by_norm_kernel (clip_grad_norm),
+//   channel_partials_kernel, channel_finish_kernel, accumulate_channel_sums_kernel (bias and BatchNorm gradients),
+//   check_labels_kernel (softmax cross-entropy with bad labels);
+// - batchnorm.cu: batchnorm_mean_kernel, batchnorm_finish_stats_kernel, batchnorm_eval_stats_kernel,
+//   batchnorm_apply_kernel, batchnorm_backward_dx_kernel;
+// - pool.cu: maxpool2d_forward_kernel, maxpool2d_backward_kernel, avgpool2d_forward_kernel, avgpool2d_backward_kernel;
+// - softmax.cu: softmax_xent_forward_kernel, softmax_xent_backward_kernel, softmax_kernel, log_softmax_kernel,
+//   argmax_rows_kernel;
+// - optim.cu: sgd_step_kernel, adam_step_kernel; random.cu: fill_uniform_kernel, fill_normal_kernel;
+// - im2col.cu: im2col_kernel, col2im_kernel, nchw_to_columns_kernel, columns_to_nchw_kernel (the LETHE_CONV=gemm
+//   convolution path).
 #include <doctest/doctest.h>
 
 #include <cmath>
