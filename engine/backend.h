@@ -106,6 +106,7 @@ class Backend {
 // Throws a UsageError naming the problem if the device is unavailable (e.g. cuda in a CPU-only build).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
 std::unique_ptr<Backend> make_cpu_backend(int threads);
-bool cuda_available();  // built with CUDA and a device is present
+bool cuda_built();      // this binary contains the nvcc-built CUDA backend
+bool cuda_available();  // built with CUDA and a device is present (false without a driver, never throws)
 
 }  // namespace lethe

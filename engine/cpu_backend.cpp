@@ -5,6 +5,10 @@
 #include <thread>
 
 #include "engine/backend.h"
+
+#if LETHE_HAVE_CUDA_BACKEND
+#include "engine/cuda_backend.h"
+#endif
 #include "kernels/cpu/cpu_ops.h"
 
 namespace lethe {
@@ -269,14 +273,26 @@ std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return std::make_unique<CpuBackend>(threads);
 }
 
-// The CUDA backend (its own issue) will answer this, and the "cuda" branch of make_backend, when it is built.
-bool cuda_available() { return false; }
+bool cuda_built() { return LETHE_HAVE_CUDA_BACKEND != 0; }
+
+bool cuda_available() {
+#if LETHE_HAVE_CUDA_BACKEND
+  return cuda::device_count() > 0;  // 0 without a driver: a CUDA-enabled binary runs anywhere
+#else
+  return false;
+#endif
+}
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
-  if (device == "auto") return make_cpu_backend(threads);  // the CUDA backend takes over "auto" when it exists
+#if LETHE_HAVE_CUDA_BACKEND
+  if (device == "cuda") return cuda::make_cuda_backend(0);  // a clear UsageError when there is no device
+  if (device == "auto") return cuda_available() ? cuda::make_cuda_backend(0) : make_cpu_backend(threads);
+#else
   if (device == "cuda")
-    throw UsageError("--device cuda: this build of Lethe has no CUDA backend yet (use --device cpu)");
+    throw UsageError("--device cuda: this build of Lethe has no CUDA backend (it was built without nvcc; use --device cpu)");
+  if (device == "auto") return make_cpu_backend(threads);
+#endif
   throw UsageError("unknown --device '" + device + "' (expected auto, cpu or cuda)");
 }
 

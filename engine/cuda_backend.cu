@@ -134,12 +134,18 @@ void tensor_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
   g_context->copy(dst, dst_dev, src, src_dev, bytes);
 }
 
+#if defined(LETHE_CUDA_SIM)
+constexpr DeviceMemory kTensorMemory{"cuda-sim", tensor_alloc, tensor_free, tensor_copy};
+#else
+constexpr DeviceMemory kTensorMemory{"cuda", tensor_alloc, tensor_free, tensor_copy};
+#endif
+
 DeviceContext& context(int device) {
   std::lock_guard<std::mutex> lock(g_context_mutex);
   if (!g_context) {
-    g_context = new DeviceContext(device);
-    register_device_allocator(Device::CUDA, tensor_alloc, tensor_free);
-    register_device_copy(tensor_copy);
+    auto created = std::make_unique<DeviceContext>(device);
+    register_device_memory(kTensorMemory);  // throws if the other CUDA implementation owns this process
+    g_context = created.release();
   }
   if (g_context->device() != device)
     throw UsageError("CUDA device " + std::to_string(device) + " requested, but this process already uses device " +

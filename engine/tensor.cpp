@@ -7,12 +7,7 @@
 namespace lethe {
 
 namespace {
-struct DeviceHooks {
-  DeviceAlloc alloc = nullptr;
-  DeviceFree free = nullptr;
-};
-DeviceHooks g_cuda_hooks;
-DeviceCopy g_device_copy = nullptr;
+const DeviceMemory* g_device_memory = nullptr;
 
 void* host_alloc(size_t bytes) {
   // 64-byte alignment for vector loads; aligned_alloc needs a multiple of the alignment.
@@ -49,11 +44,12 @@ Buffer::~Buffer() {
   if (release && data) release(data);
 }
 
-void register_device_allocator(Device d, DeviceAlloc a, DeviceFree f) {
-  LETHE_CHECK(d == Device::CUDA, "only CUDA takes an allocator");
-  g_cuda_hooks = {a, f};
+void register_device_memory(const DeviceMemory& memory) {
+  if (g_device_memory && g_device_memory != &memory)
+    throw UsageError(std::string("this process already uses the ") + g_device_memory->name + " backend's memory; the " +
+                     memory.name + " backend cannot share it (one CUDA implementation per process)");
+  g_device_memory = &memory;
 }
-void register_device_copy(DeviceCopy c) { g_device_copy = c; }
 
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (bytes == 0) return;
@@ -61,8 +57,8 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     std::memmove(dst, src, bytes);
     return;
   }
-  if (!g_device_copy) throw UsageError("CUDA memory used but this build has no CUDA backend");
-  g_device_copy(dst, dst_dev, src, src_dev, bytes);
+  if (!g_device_memory) throw UsageError("CUDA memory used but no CUDA backend has been made");
+  g_device_memory->copy(dst, dst_dev, src, src_dev, bytes);
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
@@ -77,9 +73,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     buf->data = host_alloc(buf->bytes);
     buf->release = host_free;
   } else {
-    if (!g_cuda_hooks.alloc) throw UsageError("--device cuda: this build of Lethe has no CUDA backend");
-    buf->data = g_cuda_hooks.alloc(buf->bytes == 0 ? 4 : buf->bytes);
-    buf->release = g_cuda_hooks.free;
+    if (!g_device_memory) throw UsageError("a CUDA tensor was requested before any CUDA backend was made");
+    buf->data = g_device_memory->alloc(buf->bytes == 0 ? 4 : buf->bytes);
+    buf->release = g_device_memory->free;
   }
   t.buffer_ = std::move(buf);
   return t;

@@ -83,13 +83,21 @@ class Tensor {
   DType dtype_ = DType::F32;
 };
 
-// Allocator hooks per device; the CUDA backend installs its own when it is built.
-using DeviceAlloc = void* (*)(size_t bytes);
-using DeviceFree = void (*)(void*);
-void register_device_allocator(Device, DeviceAlloc, DeviceFree);
+// Device memory: how Device::CUDA buffers are allocated, released and copied. The CUDA backend registers its
+// implementation when its first backend is made. There is one per process: the nvcc build and the simulated build
+// (kernels/sim) both use Device::CUDA, so registering a second, different one is an error rather than a silent mix
+// of real and simulated pointers.
+struct DeviceMemory {
+  const char* name;  // "cuda" or "cuda-sim", for messages
+  void* (*alloc)(size_t bytes);
+  void (*free)(void* ptr);
+  // dst and src are host memory or this implementation's device memory, as the Device arguments say.
+  void (*copy)(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+};
+// Registers `memory` (which must outlive the process). Idempotent for the same implementation; throws UsageError if
+// another one is already registered.
+void register_device_memory(const DeviceMemory& memory);
 // Copies between any two devices (same byte count).
-using DeviceCopy = void (*)(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
-void register_device_copy(DeviceCopy);
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 
 }  // namespace lethe

@@ -1,22 +1,33 @@
-// The doctest runner, with one guard: a run filtered with --test-case that runs no test case fails. ctest gives every
-// case its own entry by name, and a name the filter cannot match (CMake splits names at ';', for one) would otherwise
-// pass without running anything.
+// The doctest runner, with two additions:
+// - a run filtered with --test-case that runs no test case fails. ctest gives every case its own entry by name, and a
+//   name the filter cannot match (CMake splits names at ';', for one) would otherwise pass without running anything;
+// - lethe::test::skip_case (tests/skip.h): a run in which every case that ran skipped itself exits with 77, which
+//   ctest shows as skipped.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
 #include <cstring>
+#include <set>
+#include <string>
+
+#include "tests/skip.h"
 
 namespace {
 
 int test_cases_started = 0;
+std::set<std::string> skipped_cases;
+std::string current_case;
 
 struct StartCounter : doctest::IReporter {
   explicit StartCounter(const doctest::ContextOptions&) {}
   void report_query(const doctest::QueryData&) override {}
   void test_run_start() override {}
   void test_run_end(const doctest::TestRunStats&) override {}
-  void test_case_start(const doctest::TestCaseData&) override { ++test_cases_started; }
+  void test_case_start(const doctest::TestCaseData& data) override {
+    ++test_cases_started;
+    current_case = data.m_name;
+  }
   void test_case_reenter(const doctest::TestCaseData&) override {}
   void test_case_end(const doctest::CurrentTestCaseStats&) override {}
   void test_case_exception(const doctest::TestCaseException&) override {}
@@ -31,6 +42,12 @@ struct StartCounter : doctest::IReporter {
 
 REGISTER_LISTENER("start_counter", 1, StartCounter);
 
+void lethe::test::skip_case(const std::string& reason) {
+  std::printf("skipped: %s (%s)\n", reason.c_str(), current_case.c_str());
+  std::fflush(stdout);
+  skipped_cases.insert(current_case);
+}
+
 int main(int argc, char** argv) {
   doctest::Context context(argc, argv);
   const int result = context.run();
@@ -42,5 +59,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: no test case matches the --test-case filter\n");
     return 1;
   }
+  const int cases_run = test_cases_started;  // a case re-entered for subcases is started once
+  if (result == 0 && cases_run > 0 && static_cast<int>(skipped_cases.size()) == cases_run) return 77;
   return result;
 }

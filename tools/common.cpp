@@ -91,7 +91,10 @@ Dataset select_part(const ResolvedSplit& split, const std::string& part, const D
 
 std::unique_ptr<Backend> open_backend(const GlobalOptions& g) {
   auto be = make_backend(g.device, g.threads);
-  note(g, "backend: " + be->name() + ", " + std::to_string(be->threads()) + " thread(s)");
+  std::string why;
+  if (g.device == "auto" && be->device() == Device::CPU)
+    why = cuda_built() ? " (--device auto: no CUDA device found)" : " (--device auto: built without CUDA)";
+  note(g, "backend: " + be->name() + (be->device() == Device::CPU ? ", " + std::to_string(be->threads()) + " thread(s)" : "") + why);
   return be;
 }
 

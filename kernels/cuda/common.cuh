@@ -3,6 +3,8 @@
 #include "kernels/device.h"
 #include "kernels/launch.h"
 
+#include <cub/block/block_reduce.cuh>  // under the simulator: its stand-in in kernels/sim/include
+
 #include <cstdint>
 
 namespace lethe::LETHE_CUDA_NS {
@@ -29,17 +31,10 @@ __device__ __forceinline__ float warp_max_all(float v) {
   return v;
 }
 
-// Sum of v over a block of kBlock threads, valid in thread 0: warp butterflies, then thread 0 adds the warp totals
-// in warp order (a fixed order: deterministic). `warp_totals` is __shared__ double[kBlock / 32]; the caller
-// __syncthreads() before reusing it.
-__device__ __forceinline__ double block_sum(double v, double* warp_totals) {
-  v = warp_sum_all(v);
-  if (threadIdx.x % 32 == 0) warp_totals[threadIdx.x / 32] = v;
-  __syncthreads();
-  double total = 0.0;
-  if (threadIdx.x == 0)
-    for (int w = 0; w < kBlock / 32; ++w) total += warp_totals[w];
-  return total;
-}
+// Block-wide sums in double over kBlock threads, the total valid in thread 0. CUB's BlockReduce adds in an order
+// fixed by the block size, so the sums are deterministic. Usage:
+//   __shared__ BlockSum::TempStorage storage;  const double total = BlockSum(storage).Sum(v);
+// and __syncthreads() before using `storage` again.
+using BlockSum = cub::BlockReduce<double, kBlock>;
 
 }  // namespace lethe::LETHE_CUDA_NS

@@ -19,16 +19,16 @@ __global__ void dot_partials_kernel(const float* __restrict__ a, const float* __
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  __shared__ double warp_totals[kBlock / 32];
-  const double total = block_sum(s, warp_totals);
+  __shared__ BlockSum::TempStorage storage;
+  const double total = BlockSum(storage).Sum(s);
   if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
 __global__ void sum_f64_kernel(const double* __restrict__ in, int64_t n, double* __restrict__ out) {
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += in[i];
-  __shared__ double warp_totals[kBlock / 32];
-  const double total = block_sum(s, warp_totals);
+  __shared__ BlockSum::TempStorage storage;
+  const double total = BlockSum(storage).Sum(s);
   if (threadIdx.x == 0) *out = total;
 }
 
@@ -67,10 +67,10 @@ __global__ void channel_partials_kernel(int what, const float* __restrict__ x, c
       s1 += static_cast<double>(d) * ((x[at] - m32) * is32);
     }
   }
-  __shared__ double warp_totals[kBlock / 32];
-  const double t0 = block_sum(s0, warp_totals);
-  __syncthreads();  // warp_totals is reused
-  const double t1 = block_sum(s1, warp_totals);
+  __shared__ BlockSum::TempStorage storage;
+  const double t0 = BlockSum(storage).Sum(s0);
+  __syncthreads();  // storage is reused
+  const double t1 = BlockSum(storage).Sum(s1);
   if (threadIdx.x == 0) {
     partials[(ch * splits + blockIdx.x) * 2] = t0;
     partials[(ch * splits + blockIdx.x) * 2 + 1] = t1;

@@ -1,5 +1,6 @@
 // Host stand-in for CUB's device-wide reductions (the subset Lethe's CUDA backend uses), for the kernel-simulator
-// build. Block- and warp-level primitives are not part of this header.
+// build. The block- and warp-level reductions are in cub/block/block_reduce.cuh and cub/warp/warp_reduce.cuh,
+// included at the end, as the real cub.cuh includes everything.
 //
 // Follows the CUB documentation: every call first runs with d_temp_storage == nullptr, which writes the required
 // size to temp_storage_bytes and does no other work; the second call must pass at least that many bytes, else
@@ -342,3 +343,6 @@ struct DeviceSegmentedReduce {
 
 }  // namespace lethe_sim
 }  // namespace cub
+
+#include "cub/block/block_reduce.cuh"
+#include "cub/warp/warp_reduce.cuh"
