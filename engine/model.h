@@ -19,6 +19,7 @@ struct ModelSpec {
   int64_t channels = 1, height = 28, width = 28;
   int64_t num_classes = 10;
   std::vector<int64_t> hidden;            // mlp hidden widths
+  int64_t base_channels = 0;              // convnet and resnet18: channels of the first stage (0: the arch's 64)
   std::vector<float> mean, std;           // per-channel normalisation (empty: identity)
   Shape input_shape(int64_t n) const { return {n, channels, height, width}; }
 };

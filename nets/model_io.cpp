@@ -109,6 +109,8 @@ ModelSpec spec_from_metadata(const std::string& path, const std::map<std::string
   spec.width = input[2];
   spec.num_classes = meta.positive_int("num_classes");
   if (spec.arch == "mlp") spec.hidden = meta.positive_ints("hidden", -1);
+  // Written only when set; a file without it has the arch's default width.
+  if (meta.find("base_channels")) spec.base_channels = meta.positive_int("base_channels");
   spec.mean = meta.channel_floats("mean", spec.channels, false);
   spec.std = meta.channel_floats("std", spec.channels, true);
   if (spec.mean.size() != spec.std.size())
@@ -160,6 +162,8 @@ void save_model(const Model& model, const std::string& path) {
       {"lethe", model.metadata().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)},
   };
   if (spec.arch == "mlp") metadata["hidden"] = int_list(spec.hidden);
+  // Only when set, so a model at the default width writes the same file as before the field existed.
+  if (spec.base_channels != 0) metadata["base_channels"] = std::to_string(spec.base_channels);
   write_safetensors(path, model.state_dict(), metadata);
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Models on disk: safetensors with PyTorch state-dict names. __metadata__ carries what is needed to rebuild the
-// model (arch, input shape, classes, mean/std, mlp widths) and its provenance (dataset, split/seed, training config,
-// lethe version) from Model::metadata().
+// model (arch, input shape, classes, mean/std, mlp widths, base_channels when set) and its provenance (dataset,
+// split/seed, training config, lethe version) from Model::metadata().
 #include <memory>
 #include <string>
 

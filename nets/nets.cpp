@@ -14,6 +14,9 @@ constexpr int64_t kMaxSide = 4096;
 constexpr int64_t kMaxClasses = 1 << 20;
 constexpr int64_t kMaxWidth = 1 << 20;
 constexpr int64_t kMaxLinearWeights = int64_t{1} << 28;  // 1 GiB of f32 in one Linear weight
+// The first-stage width of convnet and resnet18 (64 in the papers); their widest stages are 4x and 8x that.
+constexpr int64_t kDefaultBaseChannels = 64;
+constexpr int64_t kMaxBaseChannels = 512;
 
 // Philox streams for ResNet's kaiming_normal_ conv weights, far above the small sequential stream numbers that
 // Model::init hands out, so the two never overlap.
@@ -25,6 +28,10 @@ std::string describe(const ModelSpec& spec) {
 }
 
 LayerPtr relu() { return std::make_unique<ReLU>(); }
+
+int64_t base_channels(const ModelSpec& spec) {
+  return spec.base_channels > 0 ? spec.base_channels : kDefaultBaseChannels;
+}
 
 LayerPtr linear(const ModelSpec& spec, int64_t in, int64_t out) {
   // The spec bounds keep in <= 2^30 and out <= 2^20, so the product cannot overflow.
@@ -62,7 +69,8 @@ std::unique_ptr<Sequential> build_lenet5(const ModelSpec& spec) {
 }
 
 // Hu et al.'s ConvNet, width 64, as defined in TASI-LAB/Unlearning-inversion-attacks recovery/nn/models.py
-// (class ConvNet, built by construct_model('ConvNet') with width=64). What that code says:
+// (class ConvNet, built by construct_model('ConvNet') with width=64; spec.base_channels, when set, is that width).
+// What that code says:
 // - Every module sits inside `self.model = nn.Sequential(OrderedDict(...))`, so the state-dict keys are
 //   "model.conv0.weight", "model.bn0.running_mean", ..., "model.linear.bias". The children here carry that
 //   "model." prefix in their names, which gives the same keys while keeping the tree flat.
@@ -72,10 +80,10 @@ std::unique_ptr<Sequential> build_lenet5(const ModelSpec& spec) {
 //   nn.MaxPool2d(3) after conv7/bn7/relu7; then Flatten and 'linear' = nn.Linear(36 * width, num_classes).
 // - The OrderedDict lists ('conv6', 'bn6', 'relu6') twice; a repeated key keeps its first position, so the net has
 //   a single conv6 and eight convs in all (conv0..conv7).
-// The official Linear is fixed at 36*64 = 2304 inputs (a 3x3 map, inputs 27..35 pixels wide); here its width
-// follows from the input shape, which is the same at 28x28 and 32x32.
+// The official Linear is fixed at 36*width inputs (a 3x3 map, inputs 27..35 pixels wide); here its width follows
+// from the input shape, which is the same at 28x28 and 32x32.
 std::unique_ptr<Sequential> build_convnet(const ModelSpec& spec) {
-  constexpr int64_t width = 64;
+  const int64_t width = base_channels(spec);
   const int64_t h = pooled(pooled(spec.height, 3), 3), w = pooled(pooled(spec.width, 3), 3);
   if (h < 1 || w < 1)
     throw UsageError(describe(spec) + ": convnet needs at least 9x9 input (two 3x3 max pools with stride 3)");
@@ -114,14 +122,16 @@ LayerPtr basic_block(int64_t in, int64_t planes, int64_t stride) {
 
 // CIFAR-style ResNet-18 with torchvision's module names: a 3x3 stride-1 stem and no max pool. (The official
 // TASI-LAB code builds the same network but keeps the stages in a ModuleList, so its keys read "layers.0.0.conv1"
-// where torchvision's read "layer1.0.conv1"; the torchvision names are used here.)
+// where torchvision's read "layer1.0.conv1"; the torchvision names are used here.) The stages have 64, 128, 256
+// and 512 channels, or base, 2*base, 4*base and 8*base with spec.base_channels set.
 std::unique_ptr<Sequential> build_resnet18(const ModelSpec& spec) {
+  const int64_t base = base_channels(spec);
   auto net = std::make_unique<Sequential>();
-  net->add("conv1", std::make_unique<Conv2d>(spec.channels, 64, 3, 1, 1, /*bias=*/false));
-  net->add("bn1", std::make_unique<BatchNorm2d>(64));
+  net->add("conv1", std::make_unique<Conv2d>(spec.channels, base, 3, 1, 1, /*bias=*/false));
+  net->add("bn1", std::make_unique<BatchNorm2d>(base));
   net->add("", relu());
-  const std::pair<int64_t, int64_t> stages[4] = {{64, 1}, {128, 2}, {256, 2}, {512, 2}};
-  int64_t in = 64;
+  const std::pair<int64_t, int64_t> stages[4] = {{base, 1}, {2 * base, 2}, {4 * base, 2}, {8 * base, 2}};
+  int64_t in = base;
   for (int s = 0; s < 4; ++s) {
     const auto [planes, stride] = stages[s];
     auto stage = std::make_unique<Sequential>();
@@ -132,7 +142,7 @@ std::unique_ptr<Sequential> build_resnet18(const ModelSpec& spec) {
   }
   net->add("", AvgPool2d::global());
   net->add("", std::make_unique<Flatten>());
-  net->add("fc", linear(spec, 512, spec.num_classes));
+  net->add("fc", linear(spec, in, spec.num_classes));
   return net;
 }
 
@@ -180,6 +190,9 @@ const Arch& validate(const ModelSpec& spec) {
   if (spec.arch != "mlp" && !spec.hidden.empty())
     throw UsageError("model " + spec.arch + ": hidden widths apply only to the mlp arch");
   for (const int64_t width : spec.hidden) check_range(spec, "an mlp hidden width", width, 1, kMaxWidth);
+  check_range(spec, "base_channels", spec.base_channels, 0, kMaxBaseChannels);
+  if (spec.base_channels != 0 && spec.arch != "convnet" && spec.arch != "resnet18")
+    throw UsageError("model " + spec.arch + ": base_channels applies only to the convnet and resnet18 archs");
   // Model only asserts these as invariants; a spec from the user or a file must fail as a usage error first.
   if (spec.mean.size() != spec.std.size() ||
       (!spec.mean.empty() && static_cast<int64_t>(spec.mean.size()) != spec.channels))

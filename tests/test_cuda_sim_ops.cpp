@@ -37,59 +37,23 @@
 
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
-#include "engine/loss.h"
-#include "engine/optim.h"
-#include "nets/nets.h"
+#include "tests/cuda_parity.h"
 #include "tests/test_util.h"
-
-// The same suite can run against the nvcc build on a real GPU: compiled with LETHE_CUDA_PARITY_ON_DEVICE it tests
-// lethe::cuda, names its cases "cuda device: ..." and skips them when no device is present. Transcendental functions
-// (expf, logf, sinf) differ by an ulp or so between a GPU and the host's libm, so those comparisons get kNmse there.
-#if defined(LETHE_CUDA_PARITY_ON_DEVICE)
-namespace cuda_impl = lethe::cuda;
-#define CUDA_CASE(name) \
-  TEST_CASE("cuda device: " name * doctest::skip(lethe::cuda::device_count() == 0) * \
-            doctest::description("skipped when no CUDA device is present"))
-constexpr double kHostMath = 1e-12;
-constexpr const char* kExpectedName = "cuda";
-#else
-namespace cuda_impl = lethe::cuda_sim;
-#define CUDA_CASE(name) TEST_CASE("cuda sim: " name)
-constexpr double kHostMath = 0.0;
-constexpr const char* kExpectedName = "cuda-sim";
-#endif
 
 namespace {
 
 using namespace lethe;
+using lethe::test::kExact;
+using lethe::test::kNmse;
 using lethe::test::Rng;
-using Values = std::vector<double>;
+using lethe::test::Values;
+using lethe::test::parity::cpu;
+using lethe::test::parity::sim;
 
-constexpr double kNmse = 1e-10;
-constexpr double kExact = 0.0;
 // Formulas with a multiply-add (axpy, the optimizer updates) run the same code on both sides, but the compiler may
 // contract a·b + c into one FMA (the CPU library is built with -march=native, nvcc contracts by default), which
 // rounds once instead of twice: a few ulps apart, NMSE around 1e-15.
 constexpr double kFma = 1e-13;
-
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(1);
-  return *be;
-}
-// One simulated backend per convolution path (the path is read from LETHE_CONV when a backend is made). They live
-// until the process exits and are never destroyed: a static's destructor could run after the library stand-ins'
-// own statics are gone.
-Backend& sim(const char* conv = "cudnn") {
-  static Backend* cudnn_be = nullptr;
-  static Backend* gemm_be = nullptr;
-  Backend*& be = std::string(conv) == "gemm" ? gemm_be : cudnn_be;
-  if (!be) {
-    setenv("LETHE_CONV", conv, 1);
-    be = cuda_impl::make_cuda_backend(0).release();
-    unsetenv("LETHE_CONV");
-  }
-  return *be;
-}
 
 // Tensors as views at an unaligned offset inside a buffer with sentinel guards on both sides.
 constexpr int64_t kGuard = 5;
@@ -608,59 +572,4 @@ CUDA_CASE("a training step allocates nothing new from the device once warm") {
   CHECK(after.device_frees == before.device_frees);
   CHECK(after.cache_hits > before.cache_hits);
   guarded_list().clear();
-}
-
-// Whole models: a few SGD steps (momentum, weight decay) from the same weights on the same batch, on both backends;
-// the weights must agree to 1e-4 relative (in norm) afterwards.
-CUDA_CASE("lenet5 trains a few steps like the cpu") {
-  struct Net {
-    const char* arch;
-    int64_t c, h, w;
-  };
-  const char* only = std::getenv("LETHE_TEST_ONLY_ARCH");
-  for (const Net net : {Net{"lenet5", 1, 28, 28}}) {
-    if (only && std::string(only) != net.arch) continue;
-    for (const char* path : {"cudnn", "gemm"}) {
-      INFO("arch=", std::string(net.arch), " conv path=", std::string(path));
-      ModelSpec spec;
-      spec.arch = net.arch;
-      spec.channels = net.c;
-      spec.height = net.h;
-      spec.width = net.w;
-      spec.num_classes = 10;
-      Backend& s = sim(path);
-      auto cpu_model = make_model(spec, cpu(), 7);
-      auto sim_model = make_model_uninitialised(spec, s);
-      const Tensor& cp = cpu_model->arena().params();
-      const Tensor& sp = sim_model->arena().params();
-      REQUIRE(cp.numel() == sp.numel());
-      copy_bytes(sp.raw(), Device::CUDA, cp.raw(), Device::CPU, cp.nbytes());
-
-      Rng rng(13);
-      const int64_t n = 6;
-      const Tensor x = rand_t(spec.input_shape(n), rng, 0.0f, 1.0f), labels = test::random_labels(n, 10, rng);
-      const Tensor sx = test::to_device(x, Device::CUDA), slabels = test::to_device(labels, Device::CUDA);
-      OptimConfig oc;
-      oc.momentum = 0.9f;
-      oc.weight_decay = 5e-4f;
-      auto cpu_opt = make_optimizer(oc, cpu_model->arena(), cpu());
-      auto sim_opt = make_optimizer(oc, sim_model->arena(), s);
-      SoftmaxCrossEntropy cpu_loss, sim_loss;
-      for (int step = 0; step < 3; ++step) {
-        cpu_model->arena().zero_grad(cpu());
-        sim_model->arena().zero_grad(s);
-        const double lc = cpu_loss.forward(cpu(), cpu_model->forward(x, true), labels);
-        const double ls = sim_loss.forward(s, sim_model->forward(sx, true), slabels);
-        INFO("step ", step);
-        CHECK(std::abs(lc - ls) <= 1e-4 * (1.0 + std::abs(lc)));
-        cpu_model->backward(cpu_loss.backward(cpu(), labels), true, false);
-        sim_model->backward(sim_loss.backward(s, slabels), true, false);
-        cpu_opt->step(0.01f);
-        sim_opt->step(0.01f);
-      }
-      const Values a = test::to_doubles(sp), b = test::to_doubles(cp);
-      CHECK(test::count_nonfinite(a) == 0);
-      CHECK(std::sqrt(test::nmse(a, b)) <= 1e-4);
-    }
-  }
 }

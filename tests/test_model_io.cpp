@@ -42,6 +42,7 @@ void check_same_spec(const ModelSpec& a, const ModelSpec& b) {
   CHECK(a.width == b.width);
   CHECK(a.num_classes == b.num_classes);
   CHECK(a.hidden == b.hidden);
+  CHECK(a.base_channels == b.base_channels);
   CHECK(a.mean == b.mean);
   CHECK(a.std == b.std);
 }
@@ -95,6 +96,8 @@ void round_trip(const ModelSpec& spec, uint64_t seed) {
                                                "," + std::to_string(spec.width) + "]");
   CHECK(file.metadata.count("lethe_version") == 1);
   CHECK(file.metadata.count("hidden") == (spec.arch == "mlp" ? 1u : 0u));
+  // Absent at the default width, so those files are the same bytes as before the field existed.
+  CHECK(file.metadata.count("base_channels") == (spec.base_channels != 0 ? 1u : 0u));
 }
 
 // Writes the lenet5 state dict after `edit`, with the metadata of a real save; returns the file's path.
@@ -132,6 +135,43 @@ void check_load_error(const std::string& path, Backend& be, const std::vector<st
 TEST_CASE("model_io: lenet5 round trip keeps every tensor, the provenance and the logits") { round_trip(lenet_spec(), 11); }
 
 TEST_CASE("model_io: mlp round trip keeps hidden widths and exact normalisation") { round_trip(mlp_spec(), 12); }
+
+TEST_CASE("model_io: a base channel width round-trips") {
+  for (const char* arch : {"convnet", "resnet18"}) {
+    INFO(arch);
+    ModelSpec spec;
+    spec.arch = arch;
+    spec.height = spec.width = 9;
+    spec.base_channels = 4;
+    round_trip(spec, 13);
+  }
+}
+
+TEST_CASE("model_io: a bad base channel width in a file is an input error") {
+  auto be = make_cpu_backend(1);
+  ModelSpec spec;
+  spec.arch = "convnet";
+  spec.height = spec.width = 9;
+  spec.base_channels = 4;
+  auto model = make_model(spec, *be, 5);
+  TempDir dir("model_io_base");
+  const auto with_base = [&](const std::string& value) {
+    return edited_file(dir, *model, [&](auto&, std::map<std::string, std::string>& metadata) {
+      metadata["base_channels"] = value;
+    });
+  };
+  check_load_error(with_base("0"), *be, {"base_channels", "positive integer"});
+  check_load_error(with_base("four"), *be, {"base_channels", "not valid JSON"});
+  // A width the file's tensors were not saved at: the shapes no longer match.
+  check_load_error(with_base("8"), *be, {"model.conv0.weight", "expects F32 [8, 1, 3, 3]"});
+  check_load_error(with_base("100000"), *be, {"cannot build", "base_channels is 100000"});
+  // lenet5 has no base width: a file that gives one describes a model that does not exist.
+  auto lenet = make_model(lenet_spec(), *be, 5);
+  const std::string lenet_path = edited_file(dir, *lenet, [](auto&, std::map<std::string, std::string>& metadata) {
+    metadata["base_channels"] = "8";
+  });
+  check_load_error(lenet_path, *be, {"cannot build", "base_channels applies only"});
+}
 
 TEST_CASE("model_io: BatchNorm buffers, including the I64 num_batches_tracked scalar, round-trip") {
   auto be = make_cpu_backend(1);

@@ -514,6 +514,49 @@ TEST_CASE("nets: resnet18 state dict matches torchvision's layout") {
   check_layout(*make_model_uninitialised(spec_of("resnet18", 3, 32, 32, 10), cpu()), kResNet18Cifar, 11173962);
 }
 
+TEST_CASE("nets: convnet and resnet18 take a base channel width") {
+  // 0 (the default) and an explicit 64 are the papers' networks.
+  ModelSpec convnet64 = spec_of("convnet", 3, 32, 32, 10), resnet64 = spec_of("resnet18", 3, 32, 32, 10);
+  convnet64.base_channels = resnet64.base_channels = 64;
+  check_layout(*make_model_uninitialised(convnet64, cpu()), kConvNetCifar, 2904970);
+  check_layout(*make_model_uninitialised(resnet64, cpu()), kResNet18Cifar, 11173962);
+
+  const auto shape_of = [](const Model& model, const std::string& name) {
+    return shape_str(model.arena().param(name).shape());
+  };
+  // ConvNet at width 8: stages of 8, 16, 16, 32 x5 channels; the 3x3 map after the pools gives 9 * 32 = 288
+  // classifier inputs. Parameters counted by hand from those shapes: 48634.
+  ModelSpec convnet = spec_of("convnet", 3, 32, 32, 10);
+  convnet.base_channels = 8;
+  auto small_convnet = make_model(convnet, cpu(), 1);
+  CHECK(shape_of(*small_convnet, "model.conv0.weight") == "[8, 3, 3, 3]");
+  CHECK(shape_of(*small_convnet, "model.conv1.weight") == "[16, 8, 3, 3]");
+  CHECK(shape_of(*small_convnet, "model.conv2.weight") == "[16, 16, 3, 3]");
+  CHECK(shape_of(*small_convnet, "model.conv3.weight") == "[32, 16, 3, 3]");
+  CHECK(shape_of(*small_convnet, "model.conv7.weight") == "[32, 32, 3, 3]");
+  CHECK(shape_of(*small_convnet, "model.bn7.weight") == "[32]");
+  CHECK(shape_str(small_convnet->arena().buffer("model.bn7.running_var").shape()) == "[32]");
+  CHECK(shape_of(*small_convnet, "model.linear.weight") == "[10, 288]");
+  CHECK(small_convnet->arena().params().numel() == 48634);
+  check_output_shape(convnet);
+
+  // ResNet-18 at base 8: stages of 8, 16, 32 and 64 channels, a 64-wide fc. Counted by hand: 176402.
+  ModelSpec resnet = spec_of("resnet18", 3, 32, 32, 10);
+  resnet.base_channels = 8;
+  auto small_resnet = make_model(resnet, cpu(), 1);
+  CHECK(shape_of(*small_resnet, "conv1.weight") == "[8, 3, 3, 3]");
+  CHECK(shape_of(*small_resnet, "layer1.1.conv2.weight") == "[8, 8, 3, 3]");
+  CHECK(shape_of(*small_resnet, "layer2.0.conv1.weight") == "[16, 8, 3, 3]");
+  CHECK(shape_of(*small_resnet, "layer2.0.downsample.0.weight") == "[16, 8, 1, 1]");
+  CHECK(shape_of(*small_resnet, "layer3.0.downsample.1.weight") == "[32]");
+  CHECK(shape_of(*small_resnet, "layer4.1.conv2.weight") == "[64, 64, 3, 3]");
+  CHECK(shape_of(*small_resnet, "fc.weight") == "[10, 64]");
+  CHECK(small_resnet->arena().params().numel() == 176402);
+  resnet.height = 5;
+  resnet.width = 7;
+  check_output_shape(resnet);
+}
+
 TEST_CASE("nets: mlp state dict matches PyTorch") {
   check_layout(*make_model_uninitialised(spec_of("mlp", 1, 28, 28, 10, {256, 128}), cpu()), kMlpMnist, 235146);
   check_layout(*make_model_uninitialised(spec_of("mlp", 3, 32, 32, 100), cpu()), kMlpLinearCifar100, 307300);
@@ -631,6 +674,16 @@ TEST_CASE("nets: bad specs are usage errors") {
   check_usage_error(spec_of("resnet18", 3, -1, 32, 10), "height");
   check_usage_error(spec_of("mlp", 3, 32, 32, 10, {128, 0}), "hidden width");
   check_usage_error(spec_of("lenet5", 1, 28, 28, 10, {128}), "only to the mlp");
+  for (const char* arch : {"lenet5", "mlp"}) {
+    ModelSpec widened = spec_of(arch, 1, 28, 28, 10);
+    widened.base_channels = 8;
+    check_usage_error(widened, "base_channels applies only to the convnet and resnet18");
+  }
+  for (const int64_t base : {int64_t{-1}, int64_t{513}, int64_t{1} << 40}) {
+    ModelSpec widened = spec_of("resnet18", 3, 32, 32, 10);
+    widened.base_channels = base;
+    check_usage_error(widened, "base_channels is " + std::to_string(base));
+  }
   // Sizes that would ask for absurd allocations are refused before anything is allocated.
   check_usage_error(spec_of("mlp", 3, 4096, 4096, 10, {1024}), "weights");
   check_usage_error(spec_of("resnet18", 3, int64_t{1} << 40, 32, 10), "height");

@@ -22,6 +22,15 @@
 
 namespace lethe::test {
 
+// Tensor values widened to double (to_doubles), as the comparisons take them.
+using Values = std::vector<double>;
+
+// Thresholds for nmse() between two backends. Sums whose order differs (GEMMs, convolutions, reductions): f32 sums
+// of K <= 1000 terms reach NMSE ~ K*u^2 <= 4e-12 in any order, while a wrong index or a dropped term gives >= 1e-4
+// on random inputs. Ops that move or select values, or compute a formula without a multiply-add, match exactly.
+inline constexpr double kNmse = 1e-10;
+inline constexpr double kExact = 0.0;
+
 // A seeded generator whose values do not depend on the standard library's distributions (mt19937_64's output is
 // fixed by the standard; uniform_real_distribution's is not), so a seed means the same inputs everywhere.
 class Rng {
