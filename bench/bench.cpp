@@ -23,6 +23,7 @@
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/trainer.h"
+#include "bench/guarded_main.h"
 #include "nets/nets.h"
 
 namespace {
@@ -397,13 +398,5 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse_args(argc, argv));
-  } catch (const lethe::Error& e) {
-    std::cerr << "lethe_bench: " << e.what() << "\n";
-    return static_cast<int>(e.code);
-  } catch (const std::exception& e) {
-    std::cerr << "lethe_bench: " << e.what() << "\n";
-    return 1;
-  }
+  return lethe::bench::guarded_main("lethe_bench", [&] { return run(parse_args(argc, argv)); });
 }

@@ -44,6 +44,7 @@
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/tensor.h"
+#include "bench/guarded_main.h"
 #include "nets/nets.h"
 
 namespace {
@@ -747,13 +748,5 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse_args(argc, argv));
-  } catch (const lethe::Error& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return static_cast<int>(e.code);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return 1;
-  }
+  return lethe::bench::guarded_main(kProgram, [&] { return run(parse_args(argc, argv)); });
 }

@@ -33,11 +33,10 @@
 namespace {
 
 using namespace lethe;
+using lethe::test::kExact;
+using lethe::test::kNmse;
 using lethe::test::Rng;
-using Values = std::vector<double>;
-
-constexpr double kNmse = 1e-10;
-constexpr double kExact = 0.0;
+using lethe::test::Values;
 
 // One op invocation. `run` gets fresh device copies of `inputs`, creates and poisons its outputs on the same
 // device, calls the op and returns the outputs (and any scalar result) as doubles.

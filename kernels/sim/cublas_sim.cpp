@@ -10,12 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
-// OpenMP when the build enables it (the simulator library links it through the engine); plain loops otherwise.
-#ifdef _OPENMP
-#define LETHE_SIM_OMP(directive) _Pragma(#directive)
-#else
-#define LETHE_SIM_OMP(directive)
-#endif
+#include "kernels/sim/omp.h"
 
 namespace lethe::sim::cublas_api {
 
