@@ -411,10 +411,11 @@ std::string arrays_found(const std::vector<MatArray>& arrays) {
 }  // namespace
 
 uint64_t MatArray::numel() const {
-  if (dims.empty()) return 0;
+  // A zero anywhere empties the array, whatever the other dimensions are (the parser accepts 0x2^31x2^31x2^31 as
+  // empty), so it must be seen before multiplying. Without a zero, the parser has bounded the product.
+  if (dims.empty() || std::find(dims.begin(), dims.end(), uint64_t{0}) != dims.end()) return 0;
   uint64_t n = 1;
   for (uint64_t d : dims) {
-    if (d == 0) return 0;
     LETHE_CHECK(n <= std::numeric_limits<uint64_t>::max() / d, "MAT array dimensions overflow");
     n *= d;
   }

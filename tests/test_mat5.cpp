@@ -372,6 +372,25 @@ TEST_CASE("mat5: dimensions that overflow or exceed the data are refused before 
   }
 }
 
+// Found by fuzz_mat5: a zero dimension after dimensions whose product overflows is an empty array, not an internal
+// error when its element count is asked for.
+TEST_CASE("mat5: a zero dimension after huge ones is an empty array") {
+  const std::string header = fx::mat5_header();
+  const std::vector<MatArray> arrays =
+      parse_mat5("z.mat", header + fx::mat5_matrix("y", mxDOUBLE, {2147483647, 2147483647, 2147483647, 0}, miDOUBLE, ""));
+  REQUIRE(arrays.size() == 1);
+  CHECK(arrays[0].numel() == 0);
+  // As SVHN's labels it is the wrong shape, which is an InputError, not a crash.
+  const std::string msg = input_error_of([&] {
+    svhn_from_mat("z.mat",
+                  parse_mat5("z.mat", header +
+                                          fx::mat5_matrix("X", mxUINT8, {32, 32, 3, 1}, miUINT8, std::string(3072, 'a')) +
+                                          fx::mat5_matrix("y", mxDOUBLE, {2147483647, 2147483647, 2147483647, 0},
+                                                          miDOUBLE, "")));
+  });
+  CHECK_MESSAGE(contains(msg, "array 'y'"), msg);
+}
+
 TEST_CASE("svhn: wrong classes, shapes, missing arrays and bad labels are refused naming the array") {
   const fx::U8Images im = fx::make_u8_images(3, 3, 32, 32, 10, 70);
   const std::string header = fx::mat5_header();
