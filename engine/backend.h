@@ -97,6 +97,15 @@ class Backend {
   virtual void sgd_step(Tensor& params, const Tensor& grads, Tensor& momentum_buf, const kernels::SgdHyper&) = 0;
   virtual void adam_step(Tensor& params, const Tensor& grads, Tensor& m, Tensor& v, const kernels::AdamHyper&) = 0;
 
+  // --- unlearning update: one fused pass over the flat parameter arena (gradient ascent / descent, clipping, noise)
+  //   c = max_norm > 0 ? min(1, max_norm / (||grads|| + 1e-6)) : 1     (torch.nn.utils.clip_grad_norm_'s rule)
+  //   params[i] += sign * lr * c * grads[i] + noise_std * N_i            N_i = element i of Philox normal (seed, stream)
+  // sign = +1 ascends the loss (NegGrad, Hu's approximate unlearning), -1 descends. Returns ||grads|| before clipping
+  // (double, deterministic). noise_std = 0 draws nothing. A NaN norm leaves c = 1 (only a coefficient below 1 clips,
+  // as clip_grad_norm does), so non-finite gradients reach the parameters rather than being masked. sign must be
+  // ±1 and noise_std >= 0.
+  virtual double ascent_step(Tensor& params, const Tensor& grads, const kernels::AscentHyper&) = 0;
+
   // --- random fills (Philox: element i of (seed, stream) is the same on every backend)
   virtual void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) = 0;
   virtual void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) = 0;

@@ -251,6 +251,14 @@ class CpuBackend final : public Backend {
     expect_same_numel(params, v, "adam v");
     k::adam_step(params.f32(), grads.f32(), m.f32(), v.f32(), params.numel(), h, threads_);
   }
+  double ascent_step(Tensor& params, const Tensor& grads, const kernels::AscentHyper& h) override {
+    expect_cpu_f32(params, "ascent params");
+    expect_cpu_f32(grads, "ascent grads");
+    expect_same_numel(params, grads, "ascent grads");
+    LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
+    LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+    return k::ascent_step(params.f32(), grads.f32(), params.numel(), h, threads_);
+  }
 
   void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) override {
     expect_cpu_f32(t, "fill_uniform target");

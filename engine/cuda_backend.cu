@@ -754,6 +754,24 @@ class CudaBackend final : public Backend {
     expect_same_numel(params, v, "adam v");
     LETHE_CUDA_NS::adam_step(params.f32(), grads.f32(), m.f32(), v.f32(), params.numel(), h, stream());
   }
+  // The norm on the device, then one kernel that reads it there, clips and updates: the only host round trip
+  // returns the norm.
+  double ascent_step(Tensor& params, const Tensor& grads, const kernels::AscentHyper& h) override {
+    expect_f32(params, "ascent params");
+    expect_f32(grads, "ascent grads");
+    expect_same_numel(params, grads, "ascent grads");
+    LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
+    LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+    const int64_t n = params.numel();
+    if (n == 0) return 0.0;
+    Scratch partials(alloc(), sizeof(double) * static_cast<size_t>(reduce_partials(n)));
+    Scratch total(alloc(), sizeof(double));
+    LETHE_CUDA_NS::dot(grads.f32(), grads.f32(), n, partials.as<double>(), total.as<double>(), stream());
+    LETHE_CUDA_NS::ascent_step(params.f32(), grads.f32(), n, total.as<double>(), h, stream());
+    double sum = 0.0;
+    ctx_.read_back(&sum, total.as<double>(), sizeof sum);
+    return std::sqrt(sum);
+  }
 
   // --- random fills
   void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t philox_stream) override {
@@ -866,10 +884,10 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
 
 double clip_grad_norm(Backend& backend, Tensor& grads, float max_norm) {
   if (auto* cuda = dynamic_cast<CudaBackend*>(&backend)) return cuda->clip_grad_norm(grads, max_norm);
-  const double norm = std::sqrt(backend.sum_squares(grads));
-  const double coef = static_cast<double>(max_norm) / (norm + 1e-6);
-  if (coef < 1.0) backend.scale(grads, static_cast<float>(coef));
-  return norm;
+  const double sum_squares = backend.sum_squares(grads);
+  const float coef = kernels::clip_coefficient(sum_squares, max_norm);
+  if (coef != 1.0f) backend.scale(grads, coef);
+  return std::sqrt(sum_squares);
 }
 
 DeviceMemoryStats device_memory_stats() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/hd.h"
+#include "kernels/philox.h"
 
 namespace lethe::kernels {
 
@@ -64,6 +65,34 @@ LETHE_HD void adam_update(float& param, float grad, float& m, float& v, const Ad
   v = h.beta2 * v + (1.0f - h.beta2) * grad * grad;
   const float denom = sqrtf(v) / h.bias_correction2_sqrt + h.eps;
   param -= (h.lr / h.bias_correction1) * (m / denom);
+}
+
+struct AscentHyper {
+  float lr;
+  float sign = 1;       // +1 ascends the loss (NegGrad, Hu's approximate unlearning), -1 descends
+  float max_norm = 0;   // > 0 clips the whole gradient to this L2 norm; <= 0 never clips
+  float noise_std = 0;  // parameter-obfuscation defence: Gaussian noise added to the update; 0 draws nothing
+  uint64_t seed = 0, stream = 0;  // Philox normal stream of the noise, as fill_normal(t, 0, 1, seed, stream)
+};
+// torch.nn.utils.clip_grad_norm_'s scale factor from the gradient's sum of squares, in double: max_norm / (norm +
+// 1e-6) when that is below 1, else 1. A NaN norm (NaN or overflow in the gradient, which clipping cannot repair)
+// gives 1, so the NaN reaches the parameters instead of being hidden. Used by clip_grad_norm on every backend and by
+// the ascent step.
+LETHE_HD float clip_coefficient(double sum_squares, float max_norm) {
+  const double coef = static_cast<double>(max_norm) / (sqrt(sum_squares) + 1e-6);
+  return coef < 1.0 ? static_cast<float>(coef) : 1.0f;
+}
+// The ascent step's coefficient: max_norm <= 0 means no clipping.
+LETHE_HD float ascent_clip_coefficient(double sum_squares, float max_norm) {
+  return max_norm > 0.0f ? clip_coefficient(sum_squares, max_norm) : 1.0f;
+}
+// One element of the unlearning update: param += sign·lr·c·grad + noise_std·N_i, N_i = philox_normal(seed, stream, i)
+// (what fill_normal(t, 0, 1, seed, stream) writes at element i). noise_std = 0 skips the draw, so the result is
+// bit-identical to an update without the defence.
+LETHE_HD void ascent_update(float& param, float grad, float coef, uint64_t i, const AscentHyper& h) {
+  float delta = h.sign * h.lr * coef * grad;
+  if (h.noise_std != 0.0f) delta += h.noise_std * philox_normal(h.seed, h.stream, i);
+  param += delta;
 }
 
 }  // namespace lethe::kernels

@@ -1037,3 +1037,136 @@ TEST_CASE("backend ops: random fills have the right range and moments") {
     CHECK(equal < 16);
   }
 }
+
+TEST_CASE("backend ops: ascent_step") {
+  Rng rng(113);
+  struct Variant {
+    std::string label;
+    float sign, max_norm_factor, noise_std;  // max_norm = factor · ||g|| (0: no clipping)
+  };
+  const std::vector<Variant> variants = {
+      {"ascent", 1.0f, 0.0f, 0.0f},
+      {"descent", -1.0f, 0.0f, 0.0f},
+      {"ascent clipped", 1.0f, 0.25f, 0.0f},
+      {"descent clip inactive", -1.0f, 4.0f, 0.0f},
+      {"ascent clipped with noise", 1.0f, 0.3f, 0.01f},
+      {"descent with noise", -1.0f, 0.0f, 0.02f},
+  };
+  for (int64_t n : {1, 1031, 100003}) {  // the big one spans several threads' chunks
+    for (const Variant& v : variants) {
+      OpCase c;
+      c.name = "ascent_step(" + v.label + ", n=" + std::to_string(n) + ")";
+      // |g| >= 0.5 with alternating signs: no element's step is so small that the rounding of params + step
+      // (relative to the parameter, not the step) dominates the comparison, even at n = 1.
+      c.inputs = {test::random_tensor({n}, rng), test::random_tensor({n}, rng, 0.5f, 2.0f)};
+      for (int64_t i = 1; i < n; i += 2) c.inputs[1].f32()[i] = -c.inputs[1].f32()[i];
+      const Values p0 = vals(c.inputs[0]), g = vals(c.inputs[1]);
+      double sum_squares = 0.0;
+      for (double x : g) sum_squares += x * x;
+      const double norm = std::sqrt(sum_squares);
+      kernels::AscentHyper h{0.5f};
+      h.sign = v.sign;
+      h.max_norm = static_cast<float>(v.max_norm_factor * norm);
+      h.noise_std = v.noise_std;
+      h.seed = 0xa5ce + uint64_t(n);
+      h.stream = 3;
+      // The noise must be exactly the stream fill_normal(t, 0, 1, seed, stream) writes.
+      Tensor noise = Tensor::empty({n});
+      make_cpu_backend(1)->fill_normal(noise, 0.0f, 1.0f, h.seed, h.stream);
+      const double coef = h.max_norm > 0.0f ? std::min(1.0, double(h.max_norm) / (norm + 1e-6)) : 1.0;
+      if (v.max_norm_factor > 0.0f) CHECK((coef < 1.0) == (v.max_norm_factor < 1.0f));
+      // Compared as the update (params after − before) so the check is relative to the step, not the parameters.
+      Values step(p0.size());
+      for (size_t i = 0; i < step.size(); ++i)
+        step[i] = double(h.sign) * h.lr * coef * g[i] + double(h.noise_std) * host(noise)[i];
+      c.expected = {step, {norm}};
+      c.max_nmse = 1e-11;  // f32 rounding of the step and of params + step: NMSE ≈ 1e-14
+      c.run = [h, p0](Backend& be, std::vector<Tensor>& in) -> std::vector<Values> {
+        const double returned = be.ascent_step(in[0], in[1], h);
+        Values moved = vals(in[0]);
+        for (size_t i = 0; i < moved.size(); ++i) moved[i] -= p0[i];
+        return {moved, {returned}};
+      };
+      check_case(c);
+    }
+  }
+}
+
+TEST_CASE("backend ops: ascent_step noise is fill_normal's stream and noise_std 0 draws nothing") {
+  Rng rng(114);
+  const int64_t n = 4099;
+  const Tensor p = test::random_tensor({n}, rng), g = test::random_tensor({n}, rng);
+  for (const auto& be : backends_under_test()) {
+    INFO("backend: ", describe(*be));
+    const Tensor grads = test::to_device(g, be->device());
+    // lr = 0 leaves only the noise; noise_std = 0.5 makes 0.5·N exact, so the comparison is bit for bit.
+    kernels::AscentHyper noise_only{0.0f};
+    noise_only.noise_std = 0.5f;
+    noise_only.seed = 99;
+    noise_only.stream = 4;
+    Tensor params = test::to_device(p, be->device());
+    be->ascent_step(params, grads, noise_only);
+    Tensor noise = test::poisoned({n}, be->device());
+    be->fill_normal(noise, 0.0f, 1.0f, 99, 4);
+    const Values got = vals(params), draws = vals(noise);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) differ += float(got[size_t(i)]) != p.f32()[i] + 0.5f * float(draws[size_t(i)]);
+    CHECK(differ == 0);
+
+    // noise_std = 0 under any seed and stream is bit-identical to the update without the defence.
+    kernels::AscentHyper plain{0.1f};
+    plain.max_norm = 1.0f;
+    kernels::AscentHyper zero_noise = plain;
+    zero_noise.seed = 12345;
+    zero_noise.stream = 6;
+    Tensor a = test::to_device(p, be->device()), b = test::to_device(p, be->device());
+    const double norm_a = be->ascent_step(a, grads, plain), norm_b = be->ascent_step(b, grads, zero_noise);
+    CHECK(test::bit_identical(vals(a), vals(b)));
+    CHECK(norm_a == norm_b);
+  }
+}
+
+TEST_CASE("backend ops: ascent_step with a NaN gradient does not clip and reports a NaN norm") {
+  // A NaN norm gives c = 1 (only a coefficient below 1 clips, as in clip_grad_norm): every finite element takes
+  // its full step and the NaN reaches its parameter, so the failure is visible instead of masked.
+  const int64_t n = 300;
+  Tensor p = Tensor::empty({n}), g = Tensor::empty({n});
+  for (int64_t i = 0; i < n; ++i) {
+    p.f32()[i] = 0.5f;
+    g.f32()[i] = i == 17 ? std::numeric_limits<float>::quiet_NaN() : 1.0f;
+  }
+  for (const auto& be : backends_under_test()) {
+    INFO("backend: ", describe(*be));
+    Tensor params = test::to_device(p, be->device());
+    kernels::AscentHyper h{0.25f};
+    h.max_norm = 0.001f;
+    CHECK(std::isnan(be->ascent_step(params, test::to_device(g, be->device()), h)));
+    const Values got = vals(params);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i == 17) {
+        CHECK(std::isnan(got[size_t(i)]));
+      } else if (got[size_t(i)] != 0.75) {
+        FAIL_CHECK("element " << i << " = " << got[size_t(i)] << ", expected the unclipped 0.75");
+      }
+    }
+  }
+}
+
+TEST_CASE("backend ops: ascent_step rejects a bad sign, negative noise and mismatched sizes") {
+  for (const auto& be : backends_under_test()) {
+    INFO("backend: ", describe(*be));
+    Tensor p = test::to_device(Tensor::zeros({8}), be->device()), g = test::to_device(Tensor::zeros({8}), be->device());
+    Tensor g7 = test::to_device(Tensor::zeros({7}), be->device());
+    kernels::AscentHyper half_sign{0.1f};
+    half_sign.sign = 0.5f;
+    CHECK(test::contains(test::error_of<Error>([&] { be->ascent_step(p, g, half_sign); }), "sign"));
+    kernels::AscentHyper negative_noise{0.1f};
+    negative_noise.noise_std = -1.0f;
+    CHECK(test::contains(test::error_of<Error>([&] { be->ascent_step(p, g, negative_noise); }), "noise_std"));
+    const kernels::AscentHyper plain{0.1f};
+    CHECK(test::contains(test::error_of<Error>([&] { be->ascent_step(p, g7, plain); }), "ascent grads"));
+    Tensor empty_p = test::to_device(Tensor::zeros({0}), be->device());
+    Tensor empty_g = test::to_device(Tensor::zeros({0}), be->device());
+    CHECK(be->ascent_step(empty_p, empty_g, plain) == 0.0);
+  }
+}

@@ -22,7 +22,8 @@
 // - pool.cu: maxpool2d_forward_kernel, maxpool2d_backward_kernel, avgpool2d_forward_kernel, avgpool2d_backward_kernel;
 // - softmax.cu: softmax_xent_forward_kernel, softmax_xent_backward_kernel, softmax_kernel, log_softmax_kernel,
 //   argmax_rows_kernel;
-// - optim.cu: sgd_step_kernel, adam_step_kernel; random.cu: fill_uniform_kernel, fill_normal_kernel;
+// - optim.cu: sgd_step_kernel, adam_step_kernel, ascent_step_kernel (the unlearning update); random.cu:
+//   fill_uniform_kernel, fill_normal_kernel;
 // - im2col.cu: im2col_kernel, col2im_kernel, nchw_to_columns_kernel, columns_to_nchw_kernel (the LETHE_CONV=gemm
 //   convolution path).
 #include <doctest/doctest.h>
@@ -517,6 +518,47 @@ CUDA_CASE("the fused optimizer steps match the cpu") {
     }
     check_guards();
   }
+}
+
+CUDA_CASE("the fused ascent step matches the cpu") {
+  Rng rng(13);
+  for (int64_t n : {int64_t(1), int64_t(255), int64_t(257), int64_t(1000), int64_t(100003)}) {
+    INFO("n = ", n);
+    const Tensor p = rand_t({n}, rng), g = rand_t({n}, rng, -2.0f, 2.0f);
+    const double norm = std::sqrt(cpu().sum_squares(g));
+    for (int variant = 0; variant < 6; ++variant) {
+      INFO("variant ", variant);
+      kernels::AscentHyper h{0.05f};
+      h.sign = variant % 2 == 0 ? 1.0f : -1.0f;
+      h.max_norm = variant >= 2 && variant < 4 ? static_cast<float>(0.3 * norm) : variant == 4 ? 1e6f : 0.0f;
+      h.noise_std = variant >= 3 ? 0.02f : 0.0f;
+      h.seed = 77 + uint64_t(variant);
+      h.stream = uint64_t(n);
+      Tensor sp = on(Device::CUDA, p), cp = p.clone();
+      const Tensor sg = on(Device::CUDA, g);
+      const double sim_norm = sim().ascent_step(sp, sg, h), cpu_norm = cpu().ascent_step(cp, g, h);
+      // The norms sum in different orders; the clip coefficient may differ by an ulp, hence kFma on the update.
+      CHECK(std::abs(sim_norm - cpu_norm) <= 1e-12 * cpu_norm);
+      CHECK(std::abs(sim_norm - norm) <= 1e-12 * norm);
+      expect_match(sp, cp, kFma, "ascent params");
+      expect_match(sg, g, kExact, "ascent grads untouched");
+    }
+    check_guards();
+  }
+  // A NaN in the gradient: the norm is NaN, nothing is clipped (c = 1) and the NaN reaches its parameter on both.
+  // Values whose update is exact (0.5 + 0.25·1), so both sides must agree bit for bit whatever they contract.
+  Tensor p = Tensor::empty({300}), g = Tensor::empty({300});
+  test::set_values(p, std::vector<float>(300, 0.5f));
+  test::set_values(g, std::vector<float>(300, 1.0f));
+  g.f32()[123] = std::numeric_limits<float>::quiet_NaN();
+  kernels::AscentHyper h{0.25f};
+  h.max_norm = 0.01f;
+  Tensor sp = on(Device::CUDA, p), cp = p.clone();
+  CHECK(std::isnan(sim().ascent_step(sp, on(Device::CUDA, g), h)));
+  CHECK(std::isnan(cpu().ascent_step(cp, g, h)));
+  expect_match(sp, cp, kExact, "ascent params with a NaN gradient", /*allow_nonfinite=*/true);
+  CHECK(test::count_nonfinite(sp) == 1);
+  check_guards();
 }
 
 CUDA_CASE("Philox fills give the cpu's streams") {

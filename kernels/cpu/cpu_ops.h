@@ -104,6 +104,8 @@ void argmax_rows(const float* logits, int64_t* out, int64_t n, int64_t k, int th
 // ---- optimizers over a flat arena
 void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n, const SgdHyper& h, int threads);
 void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const AdamHyper& h, int threads);
+// The unlearning update (kernels::ascent_update) with the coefficient from the deterministic dot; returns ||grads||.
+double ascent_step(float* params, const float* grads, int64_t n, const AscentHyper& h, int threads);
 
 // ---- Philox fills
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads);

@@ -1,7 +1,8 @@
-// Elementwise ops, reductions, Philox fills and optimizer updates on the CPU.
+// Elementwise ops, reductions, Philox fills, optimizer and unlearning updates on the CPU.
 #include <cblas.h>
 #include <omp.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -134,6 +135,15 @@ void adam_step(float* params, const float* grads, float* m, float* v, int64_t n,
   const AdamHyper h = hyper;
 #pragma omp parallel for num_threads(team(n, threads)) schedule(static)
   for (int64_t i = 0; i < n; ++i) adam_update(params[i], grads[i], m[i], v[i], h);
+}
+
+double ascent_step(float* params, const float* grads, int64_t n, const AscentHyper& hyper, int threads) {
+  const AscentHyper h = hyper;
+  const double sum_squares = dot(grads, grads, n, threads);
+  const float coef = ascent_clip_coefficient(sum_squares, h.max_norm);
+#pragma omp parallel for num_threads(team(n, threads)) schedule(static)
+  for (int64_t i = 0; i < n; ++i) ascent_update(params[i], grads[i], coef, static_cast<uint64_t>(i), h);
+  return std::sqrt(sum_squares);
 }
 
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads) {

@@ -94,6 +94,10 @@ void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n,
               cudaStream_t stream);
 void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const kernels::AdamHyper& h,
                cudaStream_t stream);
+// The unlearning update (kernels::ascent_update) with the clip coefficient computed in the kernel from
+// *sum_squares (device, e.g. from dot): no host round trip between the norm and the update.
+void ascent_step(float* params, const float* grads, int64_t n, const double* sum_squares, const kernels::AscentHyper& h,
+                 cudaStream_t stream);
 
 // ---- random.cu: Philox, element i of (seed, stream) as on the CPU
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t philox_stream,

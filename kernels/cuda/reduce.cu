@@ -33,10 +33,8 @@ __global__ void sum_f64_kernel(const double* __restrict__ in, int64_t n, double*
 }
 
 __global__ void clip_by_norm_kernel(float* g, int64_t n, const double* __restrict__ sum_squares, float max_norm) {
-  const double norm = sqrt(*sum_squares);
-  const double coef = static_cast<double>(max_norm) / (norm + 1e-6);
-  if (!(coef < 1.0)) return;  // within the limit (or NaN norm, which clipping cannot repair): leave untouched
-  const float c = static_cast<float>(coef);
+  const float c = kernels::clip_coefficient(*sum_squares, max_norm);
+  if (c == 1.0f) return;  // within the limit (or a NaN norm, which clipping cannot repair): leave untouched
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     g[i] *= c;
