@@ -111,6 +111,12 @@ class Backend {
   virtual void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) = 0;
 };
 
+// The rules Backend::ascent_step's hyperparameters must follow (sign ±1, noise_std >= 0); every backend checks them.
+inline void check_ascent_hyper(const kernels::AscentHyper& h) {
+  LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
+  LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+}
+
 // Creates the backend for "cpu", "cuda" or "auto". threads <= 0 means the machine's core count.
 // Throws a UsageError naming the problem if the device is unavailable (e.g. cuda in a CPU-only build).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads);

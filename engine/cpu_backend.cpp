@@ -255,8 +255,7 @@ class CpuBackend final : public Backend {
     expect_cpu_f32(params, "ascent params");
     expect_cpu_f32(grads, "ascent grads");
     expect_same_numel(params, grads, "ascent grads");
-    LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
-    LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+    check_ascent_hyper(h);
     return k::ascent_step(params.f32(), grads.f32(), params.numel(), h, threads_);
   }
 

@@ -760,8 +760,7 @@ class CudaBackend final : public Backend {
     expect_f32(params, "ascent params");
     expect_f32(grads, "ascent grads");
     expect_same_numel(params, grads, "ascent grads");
-    LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
-    LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+    check_ascent_hyper(h);
     const int64_t n = params.numel();
     if (n == 0) return 0.0;
     Scratch partials(alloc(), sizeof(double) * static_cast<size_t>(reduce_partials(n)));

@@ -51,19 +51,6 @@ nlohmann::json TrainConfig::to_json() const {
 
 namespace {
 
-void check_fits(const Model& model, const Dataset& data) {
-  const ModelSpec& s = model.spec();
-  if (data.images.ndim() != 4 || data.channels() != s.channels || data.height() != s.height ||
-      data.width() != s.width)
-    throw InputError("dataset '" + data.name + "' has images " + shape_str(data.images.shape()) + " but the model (" +
-                     s.arch + ") takes " + shape_str(s.input_shape(data.size())));
-  const int64_t* y = data.labels.i64();
-  for (int64_t i = 0; i < data.size(); ++i)
-    if (y[i] < 0 || y[i] >= s.num_classes)
-      throw InputError("dataset '" + data.name + "': label " + std::to_string(y[i]) + " at index " +
-                       std::to_string(i) + " is outside the model's " + std::to_string(s.num_classes) + " classes");
-}
-
 // Copies rows `idx[begin, end)` of the dataset into the batch tensors (host staging, augmented if configured, then
 // the model's device).
 struct BatchLoader {
@@ -171,22 +158,25 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
   return reports;
 }
 
-EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk, const EvalProgressFn& progress) {
-  check_fits(model, data);
+void check_fits(const Model& model, const Dataset& data, const std::string& role) {
+  const ModelSpec& s = model.spec();
+  if (data.images.ndim() != 4 || data.channels() != s.channels || data.height() != s.height ||
+      data.width() != s.width)
+    throw InputError("the " + role + " ('" + data.name + "') has images " + shape_str(data.images.shape()) +
+                     " but the model (" + s.arch + ") takes " + shape_str(s.input_shape(data.size())));
+  const int64_t* y = data.labels.i64();
+  for (int64_t i = 0; i < data.size(); ++i)
+    if (y[i] < 0 || y[i] >= s.num_classes)
+      throw InputError("the " + role + " ('" + data.name + "'): label " + std::to_string(y[i]) + " at index " +
+                       std::to_string(i) + " is outside the model's " + std::to_string(s.num_classes) + " classes");
+}
+
+void infer_in_chunks(Model& model, const Dataset& data, int64_t chunk, const LogitsFn& visit) {
   LETHE_CHECK(chunk > 0, "chunk must be positive");
   Backend& be = model.backend();
-  const int64_t n = data.size(), k = model.spec().num_classes;
-  EvalReport r;
-  r.n = n;
-  r.per_class_accuracy.assign(static_cast<size_t>(k), 0.0);
-  r.per_class_count.assign(static_cast<size_t>(k), 0);
-  std::vector<int64_t> correct_per_class(static_cast<size_t>(k), 0);
-  Tensor x, logits, logp, pred;
-  const int64_t* y = data.labels.i64();
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t start = 0; start < n; start += chunk) {
-    const int64_t count = std::min(chunk, n - start);
+  Tensor x, logits;
+  for (int64_t start = 0; start < data.size(); start += chunk) {
+    const int64_t count = std::min(chunk, data.size() - start);
     x = data.images.rows(start, count);
     if (be.device() != Device::CPU) {
       Tensor on_device = Tensor::empty(x.shape(), DType::F32, be.device());
@@ -194,6 +184,24 @@ EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk, const Eval
       x = on_device;
     }
     model.infer_logits(x, logits, chunk);
+    visit(start, count, logits);
+  }
+}
+
+EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk, const EvalProgressFn& progress) {
+  check_fits(model, data);
+  Backend& be = model.backend();
+  const int64_t n = data.size(), k = model.spec().num_classes;
+  EvalReport r;
+  r.n = n;
+  r.per_class_accuracy.assign(static_cast<size_t>(k), 0.0);
+  r.per_class_count.assign(static_cast<size_t>(k), 0);
+  std::vector<int64_t> correct_per_class(static_cast<size_t>(k), 0);
+  Tensor logp, pred;
+  const int64_t* y = data.labels.i64();
+  double loss_sum = 0;
+  int64_t correct = 0;
+  infer_in_chunks(model, data, chunk, [&](int64_t start, int64_t count, const Tensor& logits) {
     Tensor::ensure(logp, logits.shape(), DType::F32, logits.device());
     be.log_softmax(logits, logp);
     Tensor::ensure(pred, {count}, DType::I64, logits.device());
@@ -210,7 +218,7 @@ EvalReport evaluate(Model& model, const Dataset& data, int64_t chunk, const Eval
       ++r.per_class_count[static_cast<size_t>(label)];
     }
     if (progress) progress(start + count, n, static_cast<double>(correct) / static_cast<double>(start + count));
-  }
+  });
   r.accuracy = n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
   r.loss = n ? loss_sum / static_cast<double>(n) : 0.0;
   for (int64_t c = 0; c < k; ++c) {

@@ -45,6 +45,14 @@ using EpochFn = std::function<void(const EpochReport&)>;
 std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg,
                                const ProgressFn& progress = {}, const EpochFn& on_epoch = {});
 
+// Throws InputError naming `role` and the dataset when its images or labels do not fit the model.
+void check_fits(const Model& model, const Dataset& data, const std::string& role = "dataset");
+
+// Eval-mode logits of every image of `data`, `chunk` at a time on the model's backend (the images are copied to
+// its device first): visit(start, count, logits [count, K] on that device) for each chunk, in order.
+using LogitsFn = std::function<void(int64_t start, int64_t count, const Tensor& logits)>;
+void infer_in_chunks(Model& model, const Dataset& data, int64_t chunk, const LogitsFn& visit);
+
 struct EvalReport {
   int64_t n = 0;
   double accuracy = 0;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "engine/trainer.h"
 #include "kernels/philox.h"
 
 namespace lethe::unlearn {
@@ -104,38 +105,20 @@ struct ScoredSet {
   int64_t correct = 0;
 };
 
-void check_fits(const Model& model, const Dataset& data, const std::string& role) {
-  const ModelSpec& s = model.spec();
+// The metrics need samples in every set, and sets that fit the model.
+void check_set(const Model& model, const Dataset& data, const std::string& role) {
   if (data.size() == 0) throw UsageError("the " + role + " is empty: the unlearning metrics need samples in it");
-  if (data.images.ndim() != 4 || data.channels() != s.channels || data.height() != s.height ||
-      data.width() != s.width)
-    throw InputError("the " + role + " ('" + data.name + "') has images " + shape_str(data.images.shape()) +
-                     " but the model (" + s.arch + ") takes " + shape_str(s.input_shape(data.size())));
-  const int64_t* y = data.labels.i64();
-  for (int64_t i = 0; i < data.size(); ++i)
-    if (y[i] < 0 || y[i] >= s.num_classes)
-      throw InputError("the " + role + " ('" + data.name + "'): label " + std::to_string(y[i]) + " at index " +
-                       std::to_string(i) + " is outside the model's " + std::to_string(s.num_classes) + " classes");
+  check_fits(model, data, role);
 }
 
 ScoredSet score(Model& model, const Dataset& data, int64_t chunk, const std::string& role) {
-  Backend& be = model.backend();
   const int64_t n = data.size(), k = model.spec().num_classes;
   ScoredSet out;
   out.predictions.resize(static_cast<size_t>(n));
   out.labels.assign(data.labels.i64(), data.labels.i64() + n);
   out.features.resize(static_cast<size_t>(n * kMembershipFeatures));
   std::vector<double> probs(static_cast<size_t>(k));
-  Tensor x, logits;
-  for (int64_t start = 0; start < n; start += chunk) {
-    const int64_t count = std::min(chunk, n - start);
-    x = data.images.rows(start, count);
-    if (be.device() != Device::CPU) {
-      Tensor on_device = Tensor::empty(x.shape(), DType::F32, be.device());
-      be.copy(x, on_device);
-      x = on_device;
-    }
-    model.infer_logits(x, logits, chunk);
+  infer_in_chunks(model, data, chunk, [&](int64_t start, int64_t count, const Tensor& logits) {
     const Tensor host = logits.to_cpu();
     for (int64_t i = 0; i < count; ++i) {
       const float* row = host.f32() + i * k;
@@ -157,7 +140,7 @@ ScoredSet score(Model& model, const Dataset& data, int64_t chunk, const std::str
       const MembershipFeatures f = membership_features(probs.data(), k, label);
       std::copy(f.begin(), f.end(), out.features.begin() + index * kMembershipFeatures);
     }
-  }
+  });
   return out;
 }
 
@@ -346,9 +329,9 @@ UnlearningMetrics measure_unlearning(Model& model, const Dataset& forget, const 
   }
   if (std::count(forgotten.begin(), forgotten.end(), true) == k)
     throw UsageError("every class is forgotten: test accuracy on the retained classes is undefined");
-  check_fits(model, forget, "forget set");
-  check_fits(model, retain, "retain set");
-  check_fits(model, test, "test set");
+  check_set(model, forget, "forget set");
+  check_set(model, retain, "retain set");
+  check_set(model, test, "test set");
 
   const ScoredSet f = score(model, forget, cfg.chunk, "forget set");
   const ScoredSet r = score(model, retain, cfg.chunk, "retain set");
