@@ -6,6 +6,7 @@
 
 #include "datasets/bytes.h"
 #include "engine/error.h"
+#include "engine/json_fields.h"
 #include "engine/safetensors.h"
 #include "kernels/philox.h"
 
@@ -62,25 +63,6 @@ void check_class(int64_t c, int64_t num_classes, const std::string& what) {
   if (c < 0 || c >= num_classes)
     throw UsageError(what + ": class " + std::to_string(c) + " is out of range (classes 0.." +
                      std::to_string(num_classes - 1) + ")");
-}
-
-// Strict JSON field access for from_json: the message names the file and the key.
-template <typename T>
-T get_field(const json& j, const char* key, const std::string& source, const T& fallback) {
-  if (!j.contains(key)) return fallback;
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw InputError(source + ": split spec field '" + key + "' has the wrong type (" + j.at(key).dump() + ")");
-  }
-}
-
-void reject_unknown_keys(const json& j, const std::vector<std::string>& known, const std::string& source,
-                         const std::string& where) {
-  if (!j.is_object()) throw InputError(source + ": " + where + " must be a JSON object");
-  for (const auto& item : j.items())
-    if (std::find(known.begin(), known.end(), item.key()) == known.end())
-      throw InputError(source + ": unknown field '" + item.key() + "' in " + where);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/loss.h"
+#include "engine/json_fields.h"
 #include "kernels/philox.h"
 
 namespace lethe {
@@ -49,42 +49,49 @@ nlohmann::json TrainConfig::to_json() const {
             {"end_factor", short_decimal(schedule.end_factor)}}}};
 }
 
-namespace {
-
-// Copies rows `idx[begin, end)` of the dataset into the batch tensors (host staging, augmented if configured, then
-// the model's device).
-struct BatchLoader {
-  const Dataset& data;
-  Backend& be;
-  Tensor host_x, host_y, dev_x, dev_y, gathered;
-
-  void load(const std::vector<int64_t>& idx, int64_t begin, int64_t end, const AugmentConfig& augment,
-            uint64_t seed, int epoch) {
-    const int64_t n = end - begin, c = data.channels(), h = data.height(), w = data.width(), row = c * h * w;
-    Tensor::ensure(host_x, {n, c, h, w});
-    Tensor::ensure(host_y, {n}, DType::I64);
-    if (augment.enabled()) Tensor::ensure(gathered, {n, c, h, w});
-    const float* src = data.images.f32();
-    const int64_t* labels = data.labels.i64();
-    float* dst = augment.enabled() ? gathered.f32() : host_x.f32();
-    const int64_t* rows = idx.data() + begin;
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(dst + i * row, src + rows[i] * row, sizeof(float) * row);
-      host_y.i64()[i] = labels[rows[i]];
-    }
-    if (augment.enabled())
-      augment_images(gathered.f32(), host_x.f32(), n, c, h, w, rows, augment, seed, static_cast<uint64_t>(epoch));
-    if (be.device() == Device::CPU) {
-      dev_x = host_x;
-      dev_y = host_y;
-    } else {
-      Tensor::ensure(dev_x, host_x.shape(), DType::F32, be.device());
-      Tensor::ensure(dev_y, host_y.shape(), DType::I64, be.device());
-      be.copy(host_x, dev_x);
-      be.copy(host_y, dev_y);
-    }
+TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw InputError(source + ": the training recipe must be a JSON object");
+  TrainConfig c;
+  c.epochs = get_field<int>(j, "epochs", source, c.epochs);
+  c.batch = get_field<int64_t>(j, "batch", source, c.batch);
+  c.seed = get_field<uint64_t>(j, "seed", source, c.seed);
+  c.shuffle = get_field<bool>(j, "shuffle", source, c.shuffle);
+  c.drop_last = get_field<bool>(j, "drop_last", source, c.drop_last);
+  c.freeze_bn = get_field<bool>(j, "freeze_bn", source, c.freeze_bn);
+  if (j.contains("augment")) {
+    const nlohmann::json& a = j.at("augment");
+    if (!a.is_object()) throw InputError(source + ": field 'augment' must be a JSON object");
+    c.augment.pad = get_field<int32_t>(a, "pad", source, 0);
+    c.augment.flip = get_field<bool>(a, "flip", source, false);
   }
-};
+  if (j.contains("optim")) {
+    const nlohmann::json& o = j.at("optim");
+    if (!o.is_object()) throw InputError(source + ": field 'optim' must be a JSON object");
+    c.optim.kind = get_field<std::string>(o, "kind", source, c.optim.kind);
+    c.optim.lr = get_field<float>(o, "lr", source, c.optim.lr);
+    c.optim.momentum = get_field<float>(o, "momentum", source, c.optim.momentum);
+    c.optim.dampening = get_field<float>(o, "dampening", source, c.optim.dampening);
+    c.optim.weight_decay = get_field<float>(o, "weight_decay", source, c.optim.weight_decay);
+    c.optim.nesterov = get_field<bool>(o, "nesterov", source, c.optim.nesterov);
+    c.optim.beta1 = get_field<float>(o, "beta1", source, c.optim.beta1);
+    c.optim.beta2 = get_field<float>(o, "beta2", source, c.optim.beta2);
+    c.optim.eps = get_field<float>(o, "eps", source, c.optim.eps);
+  }
+  if (j.contains("schedule")) {
+    const nlohmann::json& s = j.at("schedule");
+    if (!s.is_object()) throw InputError(source + ": field 'schedule' must be a JSON object");
+    c.schedule.kind = get_field<std::string>(s, "kind", source, c.schedule.kind);
+    c.schedule.milestones = get_field<std::vector<int>>(s, "milestones", source, {});
+    c.schedule.gamma = get_field<float>(s, "gamma", source, c.schedule.gamma);
+    c.schedule.total_epochs = get_field<int>(s, "total_epochs", source, c.schedule.total_epochs);
+    c.schedule.eta_min = get_field<float>(s, "eta_min", source, c.schedule.eta_min);
+    c.schedule.start_factor = get_field<float>(s, "start_factor", source, c.schedule.start_factor);
+    c.schedule.end_factor = get_field<float>(s, "end_factor", source, c.schedule.end_factor);
+  }
+  return c;
+}
+
+namespace {
 
 int64_t count_correct(Backend& be, const Tensor& logits, const Tensor& labels, Tensor& pred) {
   Tensor::ensure(pred, {logits.dim(0)}, DType::I64, logits.device());
@@ -104,16 +111,56 @@ uint64_t epoch_seed(uint64_t seed, int epoch) {
 
 }  // namespace
 
+void BatchLoader::load(const std::vector<int64_t>& rows, int64_t begin, int64_t end, const AugmentConfig& augment,
+                       uint64_t seed, int epoch, const RelabelFn& relabel) {
+  const int64_t n = end - begin, c = data_.channels(), h = data_.height(), w = data_.width(), row = c * h * w;
+  Tensor::ensure(host_x_, {n, c, h, w});
+  Tensor::ensure(host_y_, {n}, DType::I64);
+  if (augment.enabled()) Tensor::ensure(gathered_, {n, c, h, w});
+  const float* src = data_.images.f32();
+  const int64_t* labels = data_.labels.i64();
+  float* dst = augment.enabled() ? gathered_.f32() : host_x_.f32();
+  const int64_t* picked = rows.data() + begin;
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dst + i * row, src + picked[i] * row, sizeof(float) * row);
+    const int64_t label = labels[picked[i]];
+    host_y_.i64()[i] = relabel ? relabel(epoch, picked[i], label) : label;
+  }
+  if (augment.enabled())
+    augment_images(gathered_.f32(), host_x_.f32(), n, c, h, w, picked, augment, seed, static_cast<uint64_t>(epoch));
+  if (be_.device() == Device::CPU) {
+    dev_x_ = host_x_;
+    dev_y_ = host_y_;
+  } else {
+    Tensor::ensure(dev_x_, host_x_.shape(), DType::F32, be_.device());
+    Tensor::ensure(dev_y_, host_y_.shape(), DType::I64, be_.device());
+    be_.copy(host_x_, dev_x_);
+    be_.copy(host_y_, dev_y_);
+  }
+}
+
+double BatchGradients::compute(const Tensor& images, const Tensor& labels, bool train_mode, const std::string& where) {
+  Backend& be = model_.backend();
+  const Tensor& logits = model_.forward(images, train_mode);
+  const double batch_loss = loss_.forward(be, logits, labels);
+  if (!std::isfinite(batch_loss))
+    throw Error(ExitCode::Other, "training diverged: loss is " + std::to_string(batch_loss) + " at " + where +
+                                     " (lower the learning rate)");
+  correct_ = count_correct(be, logits, labels, pred_);
+  model_.arena().zero_grad(be);
+  model_.backward(loss_.backward(be, labels), true, false);
+  return batch_loss;
+}
+
 std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg, const ProgressFn& progress,
-                               const EpochFn& on_epoch) {
+                               const EpochFn& on_epoch, const RelabelFn& relabel) {
   if (cfg.epochs < 0) throw UsageError("epochs must be >= 0");
   if (cfg.batch <= 0) throw UsageError("batch size must be positive");
   check_fits(model, data);
   Backend& be = model.backend();
   auto optimizer = make_optimizer(cfg.optim, model.arena(), be);
-  SoftmaxCrossEntropy loss;
-  BatchLoader loader{data, be, {}, {}, {}, {}, {}};
-  Tensor pred;
+  BatchLoader loader(data, be);
+  BatchGradients gradients(model);
   std::vector<EpochReport> reports;
   const int64_t n = data.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -130,16 +177,11 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
     int64_t correct = 0, seen = 0, step = 0;
     for (int64_t begin = 0; begin < usable; begin += cfg.batch, ++step) {
       const int64_t end = std::min(begin + cfg.batch, usable);
-      loader.load(order, begin, end, cfg.augment, cfg.seed, epoch);
-      const Tensor& logits = model.forward(loader.dev_x, !cfg.freeze_bn);
-      const double batch_loss = loss.forward(be, logits, loader.dev_y);
-      if (!std::isfinite(batch_loss))
-        throw Error(ExitCode::Other, "training diverged: loss is " + std::to_string(batch_loss) + " at epoch " +
-                                         std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
-                                         " (lower the learning rate)");
-      correct += count_correct(be, logits, loader.dev_y, pred);
-      model.arena().zero_grad(be);
-      model.backward(loss.backward(be, loader.dev_y), true, false);
+      loader.load(order, begin, end, cfg.augment, cfg.seed, epoch, relabel);
+      const double batch_loss =
+          gradients.compute(loader.images(), loader.labels(), !cfg.freeze_bn,
+                            "epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1));
+      correct += gradients.correct();
       optimizer->step(lr);
       loss_sum += batch_loss * static_cast<double>(end - begin);
       seen += end - begin;

@@ -9,6 +9,7 @@
 
 #include "engine/augment.h"
 #include "engine/data.h"
+#include "engine/loss.h"
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/schedule.h"
@@ -26,6 +27,9 @@ struct TrainConfig {
   bool freeze_bn = false;      // BatchNorm in eval mode while training (Hu et al.'s fine-tuning)
   AugmentConfig augment;       // random crop/flip of training batches, drawn from (seed, epoch, sample index)
   nlohmann::json to_json() const;
+  // The inverse of to_json, for re-running a recorded recipe (retraining). Missing keys keep their defaults;
+  // ill-typed values are InputErrors naming `source`.
+  static TrainConfig from_json(const nlohmann::json& j, const std::string& source);
 };
 
 struct EpochReport {
@@ -37,13 +41,52 @@ struct EpochReport {
   int64_t samples = 0;
 };
 
+// The label row `row` of the training data is trained on in `epoch`, given its true `label` (random-label and
+// Amnesiac unlearning relabel the forget set this way). Empty: the dataset's labels.
+using RelabelFn = std::function<int64_t(int epoch, int64_t row, int64_t label)>;
+
+// Mini-batches of a dataset on the model's device: rows gathered (and relabelled, and augmented) on the host, then
+// copied. The tensors are reused from batch to batch.
+class BatchLoader {
+ public:
+  BatchLoader(const Dataset& data, Backend& be) : data_(data), be_(be) {}
+  // Rows rows[begin, end) of the dataset; augmentation and relabelling draw from (seed, epoch, row).
+  void load(const std::vector<int64_t>& rows, int64_t begin, int64_t end, const AugmentConfig& augment,
+            uint64_t seed, int epoch, const RelabelFn& relabel = {});
+  const Tensor& images() const { return dev_x_; }
+  const Tensor& labels() const { return dev_y_; }
+
+ private:
+  const Dataset& data_;
+  Backend& be_;
+  Tensor host_x_, host_y_, dev_x_, dev_y_, gathered_;
+};
+
+// Forward and backward of one batch's mean cross-entropy: the arena's gradients are zeroed, then hold dL/dθ.
+// Every descent and ascent step of training and unlearning goes through here.
+class BatchGradients {
+ public:
+  explicit BatchGradients(Model& model) : model_(model) {}
+  // train_mode: BatchNorm uses (and updates) batch statistics. Returns the loss; throws Error if it is not finite,
+  // naming `where` (e.g. "epoch 2, step 14") and the learning rate as the usual cause.
+  double compute(const Tensor& images, const Tensor& labels, bool train_mode, const std::string& where);
+  int64_t correct() const { return correct_; }  // of the last batch
+
+ private:
+  Model& model_;
+  SoftmaxCrossEntropy loss_;
+  Tensor pred_;
+  int64_t correct_ = 0;
+};
+
 // Progress within an epoch: samples done of total, running mean loss.
 using ProgressFn = std::function<void(int epoch, int64_t done, int64_t total, double loss)>;
 using EpochFn = std::function<void(const EpochReport&)>;
 
 // Trains in place. Throws InputError if the data's shape or labels do not fit the model.
 std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg,
-                               const ProgressFn& progress = {}, const EpochFn& on_epoch = {});
+                               const ProgressFn& progress = {}, const EpochFn& on_epoch = {},
+                               const RelabelFn& relabel = {});
 
 // Throws InputError naming `role` and the dataset when its images or labels do not fit the model.
 void check_fits(const Model& model, const Dataset& data, const std::string& role = "dataset");

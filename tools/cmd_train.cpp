@@ -34,9 +34,12 @@ struct TrainOptions {
   std::vector<int64_t> classes, exclude_classes;
   int64_t limit = 0;
   std::vector<int64_t> hidden;
+  std::string init;  // start from this model's weights instead of a fresh initialisation
+  bool freeze_bn = false;
   // Set when given explicitly: SGD-only settings are refused for Adam, and Adam gets its own default rate.
   CLI::Option* lr_option = nullptr;
   CLI::Option* momentum_option = nullptr;
+  CLI::Option* net_option = nullptr;
 };
 
 constexpr float kAdamDefaultLr = 1e-3f;
@@ -81,25 +84,19 @@ TrainConfig make_train_config(const TrainOptions& o, const GlobalOptions& g) {
   cfg.schedule.milestones = o.milestones;
   cfg.schedule.gamma = o.gamma;
   cfg.schedule.total_epochs = o.epochs;
+  cfg.freeze_bn = o.freeze_bn;
   if (!o.milestones.empty() && o.schedule != "multistep")
     throw UsageError("--milestones applies to --schedule multistep only");
   lr_at(cfg.schedule, cfg.optim.lr, 0);  // throws UsageError for bad schedule parameters, before any work
   return cfg;
 }
 
-nlohmann::json epoch_json(const EpochReport& r) {
-  return {{"epoch", r.epoch + 1},
-          {"loss", r.loss},
-          {"accuracy", r.accuracy},
-          {"lr", r.lr},
-          {"seconds", r.seconds},
-          {"images_per_second", r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0}};
-}
-
 int run_train(const TrainOptions& o, const GlobalOptions& g) {
   // Everything decidable from the options alone is checked before any data is read.
   check_output_path(o.out);
   if (!o.hidden.empty() && o.net != "mlp") throw UsageError("--hidden applies to --net mlp only");
+  if (!o.init.empty() && (o.net_option->count() > 0 || !o.hidden.empty()))
+    throw UsageError("--init takes the architecture of the model it names; drop --net/--hidden");
 
   if (!o.part.split_file.empty() && (!o.classes.empty() || !o.exclude_classes.empty()))
     throw UsageError("--classes/--exclude-classes describe a split; with --split FILE put them in the split file");
@@ -136,8 +133,15 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   const Dataset test_set = has_test ? subset(full_test, split.parts.test) : Dataset{};
   note(g, "augmentation: " + cfg.augment.name() + (cfg.augment.pad > 0 ? " (pad " + std::to_string(cfg.augment.pad) + ")" : ""));
 
-  const ModelSpec spec = spec_for_data(o.net, train_set, o.hidden);
-  auto model = make_model(spec, *be, g.seed);
+  std::unique_ptr<Model> model;
+  if (o.init.empty()) {
+    model = make_model(spec_for_data(o.net, train_set, o.hidden), *be, g.seed);
+  } else {
+    model = load_model(o.init, *be);  // its arch, whatever --net says
+    check_data_fits_model(train_set, model->spec(), o.init);
+    note(g, "starting from the weights of " + o.init);
+  }
+  const ModelSpec spec = model->spec();
   if (has_test) check_data_fits_model(test_set, spec, "--net " + o.net);
   note(g, "model: " + spec.arch + ", " + group_digits(model->arena().size()) + " parameters");
 
@@ -148,39 +152,15 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
                        {"data", o.data.describe(full_train)},
                        {"split", split_json},
                        {"seed", g.seed},
+                       {"init", o.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.init)},
                        {"limit", o.limit},
                        {"train_samples", train_set.size()},
                        {"device", be->name()},
                        {"command", g.command_line},
                        {"train", cfg.to_json()}};
 
-  // Per-epoch lines are the command's result, so stdout; with --json stdout holds only the final object.
-  FILE* epoch_out = g.json ? stderr : stdout;
-  const bool show_epochs = !(g.json && g.quiet);
-  std::optional<Progress> progress;
-  int progress_epoch = -1;
-  nlohmann::json epochs = nlohmann::json::array();
-
-  const auto on_progress = [&](int epoch, int64_t done, int64_t total, double loss) {
-    if (epoch != progress_epoch) {
-      progress.emplace("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs), total, g.quiet);
-      progress_epoch = epoch;
-    }
-    char status[48];
-    std::snprintf(status, sizeof status, "loss %.4f", loss);
-    progress->update(done, status);
-  };
-  const auto on_epoch = [&](const EpochReport& r) {
-    if (progress) progress->finish();
-    epochs.push_back(epoch_json(r));
-    if (!show_epochs) return;
-    const double rate = r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0;
-    std::fprintf(epoch_out, "epoch %d/%d  loss %.4f  train acc %s  lr %.6g  %.1f s  %.0f img/s\n", r.epoch + 1,
-                 o.epochs, r.loss, percent(r.accuracy).c_str(), static_cast<double>(r.lr), r.seconds, rate);
-    std::fflush(epoch_out);
-  };
-  train(*model, train_set, cfg, on_progress, on_epoch);
-  progress.reset();
+  EpochLog log(g, o.epochs);
+  train(*model, train_set, cfg, log.progress(), log.on_epoch());
 
   std::optional<EvalReport> test;
   if (has_test) {
@@ -194,7 +174,7 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
                                    {"arch", spec.arch},
                                    {"train_samples", train_set.size()},
                                    {"split", split_json},
-                                   {"epochs", epochs},
+                                   {"epochs", log.epochs()},
                                    {"test", test ? eval_report_json(*test) : nlohmann::json(nullptr)}};
     std::printf("%s\n", result.dump().c_str());
   } else {
@@ -219,7 +199,11 @@ Command add_train_command(CLI::App& parent, GlobalOptions& g) {
       ->capture_default_str();
   app->add_option("--pad", o->pad, "Zero padding of the random crop (default: the dataset's, else 4)")
       ->check(CLI::Range(0, 1024));
-  app->add_option("--net", o->net, "Architecture")->check(CLI::IsMember(known_archs()))->capture_default_str();
+  o->net_option =
+      app->add_option("--net", o->net, "Architecture")->check(CLI::IsMember(known_archs()))->capture_default_str();
+  app->add_option("--init", o->init, "Start from this model's weights (and arch) instead of a fresh initialisation "
+                                     "(e.g. Hu et al.'s θ_o: θ_0 fine-tuned on --part user)");
+  app->add_flag("--freeze-bn", o->freeze_bn, "Keep BatchNorm in eval mode while training (frozen statistics)");
   app->add_option("--out", o->out, "Where to save the model (.safetensors)")->required();
   app->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(1, 100000))->capture_default_str();
   app->add_option("--batch", o->batch, "Mini-batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))

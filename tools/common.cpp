@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -21,7 +22,10 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
       ->check(CLI::NonNegativeNumber)
       ->default_str("0")
       ->group(group);
-  app.add_option("--seed", g.seed, "Random seed (initialisation, shuffling, subsets)")->default_str("0")->group(group);
+  app.add_option("--seed", g.seed, "Random seed (initialisation, shuffling, subsets)")
+      ->default_str("0")
+      ->each([&g](const std::string&) { g.seed_given = true; })
+      ->group(group);
   app.add_flag("--json", g.json, "Print one JSON object on stdout instead of text")->group(group);
   app.add_flag("-q,--quiet", g.quiet, "No progress or status lines on stderr")->group(group);
 }
@@ -111,6 +115,47 @@ void check_data_fits_model(const Dataset& data, const ModelSpec& spec, const std
     throw InputError(model_path + ": the model takes " + shape_str(want) + " images in " +
                      std::to_string(spec.num_classes) + " classes, but dataset " + data.name + " (" + data.source +
                      ") has " + shape_str(have) + " images in " + std::to_string(data.num_classes) + " classes");
+}
+
+struct EpochLog::State {
+  State(const GlobalOptions& options, int epochs) : g(options), total_epochs(epochs) {}
+  const GlobalOptions& g;
+  int total_epochs;
+  std::optional<Progress> bar;
+  int bar_epoch = -1;
+};
+
+EpochLog::EpochLog(const GlobalOptions& g, int total_epochs) : state_(std::make_shared<State>(g, total_epochs)) {}
+EpochLog::~EpochLog() = default;
+
+ProgressFn EpochLog::progress() {
+  return [s = state_](int epoch, int64_t done, int64_t total, double loss) {
+    if (epoch != s->bar_epoch) {
+      s->bar.emplace("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(s->total_epochs), total, s->g.quiet);
+      s->bar_epoch = epoch;
+    }
+    char status[48];
+    std::snprintf(status, sizeof status, "loss %.4f", loss);
+    s->bar->update(done, status);
+  };
+}
+
+EpochFn EpochLog::on_epoch() {
+  return [s = state_, &epochs = epochs_](const EpochReport& r) {
+    if (s->bar) s->bar.reset();
+    const double rate = r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0;
+    epochs.push_back({{"epoch", r.epoch + 1},
+                      {"loss", r.loss},
+                      {"accuracy", r.accuracy},
+                      {"lr", r.lr},
+                      {"seconds", r.seconds},
+                      {"images_per_second", rate}});
+    if (s->g.json && s->g.quiet) return;
+    FILE* out = s->g.json ? stderr : stdout;
+    std::fprintf(out, "epoch %d/%d  loss %.4f  train acc %s  lr %.6g  %.1f s  %.0f img/s\n", r.epoch + 1,
+                 s->total_epochs, r.loss, percent(r.accuracy).c_str(), static_cast<double>(r.lr), r.seconds, rate);
+    std::fflush(out);
+  };
 }
 
 EvalReport evaluate_with_progress(Model& model, const Dataset& data, const std::string& label,

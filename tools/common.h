@@ -26,6 +26,7 @@ struct GlobalOptions {
   std::string device = "auto";
   int threads = 0;  // 0: every core
   uint64_t seed = 0;
+  bool seed_given = false;  // --seed was on the command line (unlearn keeps the original's seed otherwise)
   bool json = false;
   bool quiet = false;
   std::string command_line;  // the invocation, recorded as provenance
@@ -74,6 +75,7 @@ Command add_data_command(CLI::App& parent, GlobalOptions& g);
 Command add_eval_command(CLI::App& parent, GlobalOptions& g);
 Command add_info_command(CLI::App& parent, GlobalOptions& g);
 Command add_predict_command(CLI::App& parent, GlobalOptions& g);
+Command add_unlearn_command(CLI::App& parent, GlobalOptions& g);
 
 // The backend for --device/--threads, announced on stderr unless --quiet.
 std::unique_ptr<Backend> open_backend(const GlobalOptions& g);
@@ -83,6 +85,22 @@ void note(const GlobalOptions& g, const std::string& message);
 
 // Throws InputError (naming both) if the dataset's image shape or class count differs from the model's.
 void check_data_fits_model(const Dataset& data, const ModelSpec& spec, const std::string& model_path);
+
+// Progress bars within epochs and one result line per epoch, for the commands that train (train, unlearn). The
+// lines go to stdout, or to stderr with --json (stdout then holds only the final object); --json --quiet drops them.
+class EpochLog {
+ public:
+  EpochLog(const GlobalOptions& g, int total_epochs);
+  ~EpochLog();
+  ProgressFn progress();
+  EpochFn on_epoch();
+  const nlohmann::json& epochs() const { return epochs_; }  // one object per finished epoch
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  nlohmann::json epochs_ = nlohmann::json::array();
+};
 
 // evaluate() with a progress bar on stderr (silenced by --quiet).
 EvalReport evaluate_with_progress(Model& model, const Dataset& data, const std::string& label,
