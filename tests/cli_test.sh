@@ -58,7 +58,7 @@ write_safetensors_raw() {
 lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
-for cmd in train eval info predict data "data info" "data split"; do
+for cmd in train eval info predict data "data info" "data split" unlearn; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -226,6 +226,124 @@ assert r["per_class_count"][3] == 3
   expect "a split file with an unknown field exits 3" 3 "aux_fractoin"
   lethe train --data "svhn:$tmp/fx-svhn" --split "$tmp/split.json" --epochs 1 --out "$tmp/m.safetensors"
   expect "a split made for another dataset exits 2" 2 "cifar10"
+
+  # Unlearning: the forget set comes from the split recorded in the model; retraining is `train --part retain`.
+  lethe train --data "cifar10:$cdir" --net lenet5 --epochs 2 --batch 8 --seed 3 --quiet --out "$tmp/orig.safetensors"
+  expect "train the model to unlearn" 0
+  lethe unlearn --model "$tmp/orig.safetensors" --data "cifar10:$cdir" --method retrain --forget 3 \
+    --out "$tmp/u-retrain.safetensors" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for key in ("method", "forget", "UA", "RA", "TA", "forgotten_test_acc", "MIA", "seconds", "steps"):
+    assert key in r, "missing key " + key
+assert r["method"] == "retrain" and r["forget"] == [3] and r["n_forget"] == 4 and r["n_retain"] == 36, r
+assert r["steps"] == 2 * 5  # 2 epochs of 36 images in batches of 8
+assert r["forgotten_test_acc"] == 0.0  # the retrained model never saw class 3
+' <"$tmp/out"; then
+    pass "unlearn --method retrain --forget 3 --json: one object with the metrics, exact forget set"
+  else
+    fail "unlearn retrain --json (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe data split --data "cifar10:$cdir" --seed 3 --forget-classes 3 --out "$tmp/split3.json"
+  lethe train --data "cifar10:$cdir" --net lenet5 --epochs 2 --batch 8 --seed 3 --quiet --split "$tmp/split3.json" \
+    --part retain --out "$tmp/retain3.safetensors"
+  expect "train --part retain with the original's recipe" 0
+  cat >"$tmp/tensors.py" <<'PY'
+import json, struct, sys
+
+def load(path):
+    blob = open(path, "rb").read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+def tensors(path):
+    header, data = load(path)
+    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in header.items() if k != "__metadata__"}
+
+cmd = sys.argv[1]
+if cmd == "same":  # the two files hold bit-identical tensors
+    a, b = tensors(sys.argv[2]), tensors(sys.argv[3])
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "tensors differ"
+elif cmd == "meta":  # prints Lethe's metadata as JSON
+    print(load(sys.argv[2])[0]["__metadata__"]["lethe"])
+elif cmd == "drop-split":  # a copy without the split record, as a model from elsewhere would be
+    header, data = load(sys.argv[2])
+    meta = json.loads(header["__metadata__"]["lethe"])
+    del meta["split"]
+    header["__metadata__"]["lethe"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    open(sys.argv[3], "wb").write(struct.pack("<Q", len(text)) + text + data)
+PY
+  if python3 "$tmp/tensors.py" same "$tmp/u-retrain.safetensors" "$tmp/retain3.safetensors"; then
+    pass "unlearn --method retrain equals train --part retain with the same seed, bit for bit"
+  else
+    fail "retrain differs from training on the retain part"
+  fi
+  python3 "$tmp/tensors.py" meta "$tmp/u-retrain.safetensors" >"$tmp/meta.json"
+  if python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+u = m["unlearning"]
+assert u["method"] == "retrain" and u["forget"]["classes"] == [3], u
+assert u["config"]["train"]["epochs"] == 2 and u["config"]["train"]["batch"] == 8, u["config"]
+assert m["split"]["spec"]["forget"]["classes"] == [3], m["split"]
+' "$tmp/meta.json"; then
+    pass "the unlearned model records the method, its configuration and the forget spec"
+  else
+    fail "unlearned model metadata: $(head -c 600 "$tmp/meta.json")"
+  fi
+  lethe eval --model "$tmp/u-retrain.safetensors" --data "cifar10:$cdir" --part forget --json
+  if [ "$rc" -eq 0 ] && python3 -c 'import json, sys; r = json.load(sys.stdin); assert r["n"] == 4, r' <"$tmp/out"; then
+    pass "eval --part forget of the unlearned model is its forget set"
+  else
+    fail "eval --part forget of the unlearned model (exit $rc): $(head -c 400 "$tmp/out") $(stderr_excerpt)"
+  fi
+
+  # Every method runs; forget specs select exactly what they say (class 3 holds 4 of the 40 images).
+  while read -r method spec n_forget; do
+    # shellcheck disable=SC2086  # spec is a list of options
+    lethe unlearn --model "$tmp/orig.safetensors" --data "cifar10:$cdir" --method "$method" $spec --batch 8 \
+      --out "$tmp/u.safetensors" --json --quiet
+    if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["method"] == sys.argv[1] and r["n_forget"] == int(sys.argv[2]) and r["n_retain"] == 40 - r["n_forget"], r
+assert r["steps"] > 0 and 0 <= r["UA"] <= 1 and 0 <= r["MIA"] <= 1, r
+' "$method" "$n_forget" <"$tmp/out"; then
+      pass "unlearn --method $method $spec: $n_forget images forgotten"
+    else
+      fail "unlearn --method $method $spec (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+    fi
+  done <<'LIST'
+finetune --forget=2,5 8
+randlabel --forget=1,4,7 12
+amnesiac --forget=3 4
+neggrad --forget=3 4
+neggrad --forget=3 --forget-fraction=0.5 2
+hu-approx --forget-indices=0,1,2 3
+LIST
+
+  # Bad forget specs and options: exit 2, saying what is wrong; no output file.
+  unlearn_args=(--model "$tmp/orig.safetensors" --data "cifar10:$cdir" --out "$tmp/bad.safetensors")
+  lethe unlearn "${unlearn_args[@]}" --forget 10
+  expect "unlearn --forget 10 (out of range) exits 2" 2 "class 10 is out of range"
+  lethe unlearn "${unlearn_args[@]}" --forget 0,1,2,3,4,5,6,7,8,9
+  expect "unlearn forgetting every class exits 2" 2 "every class"
+  lethe unlearn "${unlearn_args[@]}" --forget 3 --forget-fraction 1.5
+  expect "unlearn --forget-fraction 1.5 exits 2" 2 "outside (0, 1]"
+  lethe unlearn "${unlearn_args[@]}" --forget 3 --forget-fraction 0
+  expect "unlearn --forget-fraction 0 exits 2" 2 "outside (0, 1]"
+  lethe unlearn "${unlearn_args[@]}"
+  expect "unlearn without a forget spec exits 2" 2 "nothing to forget"
+  lethe unlearn "${unlearn_args[@]}" --forget 3 --method finetune --max-steps 5
+  expect "an ascent option with a training method exits 2" 2 "--max-steps"
+  lethe unlearn "${unlearn_args[@]}" --forget 3 --method hu-exact
+  expect "hu-exact without --base exits 2" 2 "--base"
+  python3 "$tmp/tensors.py" drop-split "$tmp/orig.safetensors" "$tmp/nosplit.safetensors"
+  lethe unlearn --model "$tmp/nosplit.safetensors" --data "cifar10:$cdir" --forget 3 --out "$tmp/bad.safetensors"
+  expect "unlearn a model without split metadata exits 2" 2 "no split"
+  [ -e "$tmp/bad.safetensors" ] && fail "a rejected unlearn left an output file"
 
   # Corrupt files in each format: exit 3 with the file's name in the message.
   cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"

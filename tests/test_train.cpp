@@ -16,28 +16,6 @@ using namespace lethe;
 
 namespace {
 
-// A small synthetic image set whose class is visible in the pixels, so a few steps of training learn something.
-Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed) {
-  test::Rng rng(seed);
-  Dataset d;
-  d.name = "synthetic";
-  d.num_classes = classes;
-  d.images = Tensor::empty({n, 1, 12, 12});
-  d.labels = Tensor::empty({n}, DType::I64);
-  d.mean = {0.5f};
-  d.std = {0.25f};
-  float* px = d.images.f32();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t y = i % classes;
-    d.labels.i64()[i] = y;
-    for (int64_t p = 0; p < 144; ++p) {
-      const bool lit = p / 12 == y * 12 / classes;  // one bright row per class
-      px[i * 144 + p] = std::clamp(rng.uniform(0.0f, 0.4f) + (lit ? 0.6f : 0.0f), 0.0f, 1.0f);
-    }
-  }
-  return d;
-}
-
 ModelSpec spec_for(const Dataset& d, const std::string& arch) { return spec_for_data(arch, d); }
 
 TrainConfig sgd_config(int epochs, int64_t batch) {
@@ -71,7 +49,7 @@ bool has_fashion_mnist() {
 }  // namespace
 
 TEST_CASE("train: the same seed and thread count give bit-identical weights") {
-  const Dataset d = synthetic_dataset(200, 4, 1);
+  const Dataset d = test::synthetic_dataset(200, 4, 1);
   for (int threads : {1, 2}) {
     CAPTURE(threads);
     const std::vector<float> a = trained_weights(d, threads, 3), b = trained_weights(d, threads, 3);
@@ -83,7 +61,7 @@ TEST_CASE("train: the same seed and thread count give bit-identical weights") {
 }
 
 TEST_CASE("train: augmented training is deterministic too, and the augmentation is recorded") {
-  const Dataset d = synthetic_dataset(96, 4, 5);
+  const Dataset d = test::synthetic_dataset(96, 4, 5);
   const AugmentConfig augment = AugmentConfig::parse("crop+flip", 2);
   const std::vector<float> a = trained_weights(d, 2, 3, augment), b = trained_weights(d, 2, 3, augment);
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
@@ -96,7 +74,7 @@ TEST_CASE("train: augmented training is deterministic too, and the augmentation 
 }
 
 TEST_CASE("train: learns a separable synthetic task and reports per-epoch statistics") {
-  const Dataset d = synthetic_dataset(400, 4, 2);
+  const Dataset d = test::synthetic_dataset(400, 4, 2);
   auto be = make_cpu_backend(2);
   auto model = make_model(spec_for(d, "lenet5"), *be, 0);
   const EvalReport before = evaluate(*model, d);
@@ -113,7 +91,7 @@ TEST_CASE("train: learns a separable synthetic task and reports per-epoch statis
 }
 
 TEST_CASE("train: a class subset leaves the model's other outputs untrained but present") {
-  Dataset d = synthetic_dataset(400, 4, 3);
+  Dataset d = test::synthetic_dataset(400, 4, 3);
   const Dataset subset_data = filter_classes(d, {0, 1}, {});
   auto be = make_cpu_backend(1);
   auto model = make_model(spec_for(d, "lenet5"), *be, 0);
@@ -127,7 +105,7 @@ TEST_CASE("train: a class subset leaves the model's other outputs untrained but 
 }
 
 TEST_CASE("train: a non-finite loss stops training with an error instead of passing NaN on") {
-  Dataset d = synthetic_dataset(64, 4, 4);
+  Dataset d = test::synthetic_dataset(64, 4, 4);
   d.images.f32()[5 * 144 + 7] = std::nanf("");
   auto be = make_cpu_backend(1);
   auto model = make_model(spec_for(d, "lenet5"), *be, 0);
@@ -135,7 +113,7 @@ TEST_CASE("train: a non-finite loss stops training with an error instead of pass
 }
 
 TEST_CASE("train: data that does not fit the model is a clear input error") {
-  const Dataset d = synthetic_dataset(16, 4, 5);
+  const Dataset d = test::synthetic_dataset(16, 4, 5);
   auto be = make_cpu_backend(1);
   ModelSpec wrong = spec_for(d, "lenet5");
   wrong.height = wrong.width = 28;
@@ -148,7 +126,7 @@ TEST_CASE("train: data that does not fit the model is a clear input error") {
 }
 
 TEST_CASE("inference: chunked infer_logits equals the eval forward pass, for any chunk size") {
-  const Dataset d = synthetic_dataset(37, 4, 6);
+  const Dataset d = test::synthetic_dataset(37, 4, 6);
   for (const char* arch : {"lenet5", "convnet", "mlp"}) {
     CAPTURE(arch);
     auto be = make_cpu_backend(2);
@@ -165,7 +143,7 @@ TEST_CASE("inference: chunked infer_logits equals the eval forward pass, for any
 }
 
 TEST_CASE("inference: input_gradient matches the general backward and leaves parameter gradients alone") {
-  const Dataset d = synthetic_dataset(10, 4, 7);
+  const Dataset d = test::synthetic_dataset(10, 4, 7);
   auto be = make_cpu_backend(2);
   auto model = make_model(spec_for(d, "lenet5"), *be, 2);
   test::Rng rng(9);

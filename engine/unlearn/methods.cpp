@@ -58,6 +58,13 @@ class BatchCycle {
   int64_t begin_ = 0, pass_ = 0;
 };
 
+std::vector<int64_t> kept_classes(int64_t k, const std::vector<int64_t>& forgotten) {
+  std::vector<int64_t> kept;
+  for (int64_t c = 0; c < k; ++c)
+    if (std::find(forgotten.begin(), forgotten.end(), c) == forgotten.end()) kept.push_back(c);
+  return kept;
+}
+
 void check_forget_set(const Dataset& forget) {
   if (forget.size() == 0) throw UsageError("the forget set is empty: nothing to unlearn");
 }
@@ -147,6 +154,31 @@ UnlearnResult ascend(Model& model, const UnlearnConfig& cfg, const Dataset& forg
 
 }  // namespace
 
+RelabelFn forget_relabelling(const std::string& method, int64_t n_forget, int64_t k,
+                             const std::vector<int64_t>& forgotten_classes, uint64_t seed) {
+  if (method == "randlabel") {
+    // Uniform over all K classes, drawn afresh every epoch.
+    return [n_forget, seed, k](int epoch, int64_t row, int64_t label) {
+      return row < n_forget ? uniform_below(relabel_draw(seed, epoch, row), k) : label;
+    };
+  }
+  if (method == "amnesiac") {
+    // Once per sample: a class other than its own, and outside the forgotten classes (relabelling a forgotten
+    // class as another forgotten one would teach what is being removed).
+    const std::vector<int64_t> kept = kept_classes(k, forgotten_classes);
+    std::vector<std::vector<int64_t>> others(static_cast<size_t>(k));  // per true label, the classes to pick from
+    for (int64_t label = 0; label < k; ++label)
+      for (const int64_t c : kept)
+        if (c != label) others[static_cast<size_t>(label)].push_back(c);
+    return [n_forget, seed, others](int, int64_t row, int64_t label) {
+      const std::vector<int64_t>& pool = others[static_cast<size_t>(label)];
+      if (row >= n_forget || pool.empty()) return label;  // empty: K = 2 with the other class forgotten
+      return pool[static_cast<size_t>(uniform_below(relabel_draw(seed, 0, row), int64_t(pool.size())))];
+    };
+  }
+  return {};
+}
+
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names = {"retrain",  "finetune", "randlabel", "amnesiac",
                                                  "neggrad",  "hu-exact", "hu-approx"};
@@ -226,7 +258,7 @@ UnlearnConfig default_config(const std::string& method, const TrainConfig& origi
     a.interleave_retain = false;
     a.freeze_bn = true;
   }
-  t.schedule.total_epochs = t.epochs;
+  if (method != "retrain" && method != "hu-exact") t.schedule.total_epochs = t.epochs;
   return c;
 }
 
@@ -240,42 +272,18 @@ UnlearnResult run_unlearning(Model& model, const UnlearnConfig& cfg, const Datas
     if (c < 0 || c >= k)
       throw UsageError("forgotten class " + std::to_string(c) + " is outside the model's classes 0.." +
                        std::to_string(k - 1));
-  std::vector<int64_t> kept;  // the classes Amnesiac may relabel to
-  for (int64_t c = 0; c < k; ++c)
-    if (std::find(forgotten_classes.begin(), forgotten_classes.end(), c) == forgotten_classes.end()) kept.push_back(c);
-  if (kept.empty()) throw UsageError("every class is forgotten: nothing would be left to retain");
+  if (kept_classes(k, forgotten_classes).empty())
+    throw UsageError("every class is forgotten: nothing would be left to retain");
 
   UnlearnResult r;
   if (is_ascent_method(cfg.method)) {
     r = ascend(model, cfg, forget, retain, ascent_progress);
   } else {
     check_retain_set(retain, cfg.method);
-    const Dataset* data = &retain;
-    Dataset combined;
-    RelabelFn relabel;
-    const int64_t n_forget = forget.size();
-    const uint64_t seed = cfg.seed;
-    if (cfg.method == "randlabel") {
-      // D_f with labels drawn uniformly over all K classes, afresh every epoch, shuffled in with D_r.
-      combined = concat({forget, retain});
-      relabel = [n_forget, seed, k](int epoch, int64_t row, int64_t label) {
-        return row < n_forget ? uniform_below(relabel_draw(seed, epoch, row), k) : label;
-      };
-    } else if (cfg.method == "amnesiac") {
-      // Each sample of D_f relabelled once to a random class other than its own (and outside the forgotten
-      // classes), trained together with D_r.
-      combined = concat({forget, retain});
-      std::vector<std::vector<int64_t>> others(static_cast<size_t>(k));  // per true label, the classes to pick from
-      for (int64_t label = 0; label < k; ++label)
-        for (const int64_t c : kept)
-          if (c != label) others[static_cast<size_t>(label)].push_back(c);
-      relabel = [n_forget, seed, others](int, int64_t row, int64_t label) {
-        const std::vector<int64_t>& pool = others[static_cast<size_t>(label)];
-        if (row >= n_forget || pool.empty()) return label;  // empty: K = 2 with the other class forgotten
-        return pool[static_cast<size_t>(uniform_below(relabel_draw(seed, 0, row), int64_t(pool.size())))];
-      };
-    }
-    if (combined.size() > 0) data = &combined;
+    // randlabel and amnesiac train on D_f (its rows first) together with D_r, relabelling D_f.
+    const RelabelFn relabel = forget_relabelling(cfg.method, forget.size(), k, forgotten_classes, cfg.seed);
+    const Dataset combined = relabel ? concat({forget, retain}) : Dataset{};
+    const Dataset* data = relabel ? &combined : &retain;
     r.epochs = train(model, *data, cfg.train, progress, on_epoch, relabel);
     r.steps = descent_steps(r.epochs, cfg.train.batch);
     r.stopped_by = "epochs";

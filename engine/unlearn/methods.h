@@ -63,6 +63,13 @@ struct UnlearnResult {
   nlohmann::json to_json() const;
 };
 
+// How randlabel and Amnesiac relabel D_f, which sits in rows [0, n_forget) of the data they train on (rows past it
+// keep their labels): randlabel draws uniformly over all k classes afresh every epoch; Amnesiac draws once per sample
+// a class other than the sample's own and outside `forgotten_classes`. Draws come from Philox (seed, epoch, row).
+// Empty for the other methods.
+RelabelFn forget_relabelling(const std::string& method, int64_t n_forget, int64_t k,
+                             const std::vector<int64_t>& forgotten_classes, uint64_t seed);
+
 // Progress of the ascent loop: steps done of at most `total`, current accuracy on D_f (-1 before it is measured).
 using AscentProgressFn = std::function<void(int64_t step, int64_t total, double forget_accuracy)>;
 
