@@ -152,8 +152,7 @@ double BatchGradients::compute(const Tensor& images, const Tensor& labels, bool 
   return batch_loss;
 }
 
-std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg, const ProgressFn& progress,
-                               const EpochFn& on_epoch, const RelabelFn& relabel) {
+std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg, const TrainHooks& hooks) {
   if (cfg.epochs < 0) throw UsageError("epochs must be >= 0");
   if (cfg.batch <= 0) throw UsageError("batch size must be positive");
   check_fits(model, data);
@@ -177,15 +176,16 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
     int64_t correct = 0, seen = 0, step = 0;
     for (int64_t begin = 0; begin < usable; begin += cfg.batch, ++step) {
       const int64_t end = std::min(begin + cfg.batch, usable);
-      loader.load(order, begin, end, cfg.augment, cfg.seed, epoch, relabel);
+      loader.load(order, begin, end, cfg.augment, cfg.seed, epoch, hooks.relabel);
       const double batch_loss =
           gradients.compute(loader.images(), loader.labels(), !cfg.freeze_bn,
                             "epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1));
       correct += gradients.correct();
       optimizer->step(lr);
+      if (hooks.after_step) hooks.after_step(epoch, step, order.data() + begin, end - begin);
       loss_sum += batch_loss * static_cast<double>(end - begin);
       seen += end - begin;
-      if (progress) progress(epoch, seen, usable, loss_sum / static_cast<double>(seen));
+      if (hooks.progress) hooks.progress(epoch, seen, usable, loss_sum / static_cast<double>(seen));
     }
     EpochReport r;
     r.epoch = epoch;
@@ -195,7 +195,7 @@ std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainCon
     r.lr = lr;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     reports.push_back(r);
-    if (on_epoch) on_epoch(r);
+    if (hooks.on_epoch) hooks.on_epoch(r);
   }
   return reports;
 }

@@ -83,10 +83,19 @@ class BatchGradients {
 using ProgressFn = std::function<void(int epoch, int64_t done, int64_t total, double loss)>;
 using EpochFn = std::function<void(const EpochReport&)>;
 
+// After each optimizer step: the epoch, the step within it and the dataset rows of its batch (Amnesiac's update log).
+using StepFn = std::function<void(int epoch, int64_t step, const int64_t* rows, int64_t count)>;
+
+// What a caller can observe or change in a training run; every member is optional.
+struct TrainHooks {
+  ProgressFn progress;
+  EpochFn on_epoch;
+  RelabelFn relabel;
+  StepFn after_step;
+};
+
 // Trains in place. Throws InputError if the data's shape or labels do not fit the model.
-std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg,
-                               const ProgressFn& progress = {}, const EpochFn& on_epoch = {},
-                               const RelabelFn& relabel = {});
+std::vector<EpochReport> train(Model& model, const Dataset& data, const TrainConfig& cfg, const TrainHooks& hooks = {});
 
 // Throws InputError naming `role` and the dataset when its images or labels do not fit the model.
 void check_fits(const Model& model, const Dataset& data, const std::string& role = "dataset");

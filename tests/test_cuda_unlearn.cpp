@@ -66,8 +66,8 @@ std::string compare(const std::string& method, uint64_t init_seed) {
   auto on_device = make_model_uninitialised(spec, sim());
   on_device->copy_state_from(*initial);
   const unlearn::UnlearnConfig cfg = config(method);
-  const unlearn::UnlearnResult a = unlearn::run_unlearning(*on_cpu, cfg, d.forget, d.retain, {1});
-  const unlearn::UnlearnResult b = unlearn::run_unlearning(*on_device, cfg, d.forget, d.retain, {1});
+  const unlearn::UnlearnResult a = unlearn::run_unlearning(*on_cpu, cfg, {d.forget, d.retain, {1}, {}});
+  const unlearn::UnlearnResult b = unlearn::run_unlearning(*on_device, cfg, {d.forget, d.retain, {1}, {}});
   if (a.steps != b.steps) return "steps " + std::to_string(a.steps) + " vs " + std::to_string(b.steps);
   const Values want = test::to_doubles(on_cpu->arena().params());
   const Values got = test::to_doubles(on_device->arena().params());

@@ -79,7 +79,7 @@ TEST_CASE("train: learns a separable synthetic task and reports per-epoch statis
   auto model = make_model(spec_for(d, "lenet5"), *be, 0);
   const EvalReport before = evaluate(*model, d);
   int epochs_seen = 0;
-  const auto reports = train(*model, d, sgd_config(3, 32), {}, [&](const EpochReport&) { ++epochs_seen; });
+  const auto reports = train(*model, d, sgd_config(3, 32), {{}, [&](const EpochReport&) { ++epochs_seen; }, {}, {}});
   REQUIRE(reports.size() == 3);
   CHECK(epochs_seen == 3);
   CHECK(reports.back().loss < reports.front().loss);

@@ -11,6 +11,7 @@
 #include "engine/trainer.h"
 #include "engine/unlearn/methods.h"
 #include "engine/unlearn/metrics.h"
+#include "engine/unlearn/update_log.h"
 #include "nets/nets.h"
 #include "tests/test_util.h"
 
@@ -106,7 +107,7 @@ TEST_CASE("unlearn: every method forgets the class and keeps the others") {
     if (method != "retrain") cfg.train.epochs = cfg.train.schedule.total_epochs = 4;
     if (method == "amnesiac") cfg.train.optim.lr = 1e-3f;
     auto model = method == "retrain" ? make_model(task().spec, cpu(), task().init_seed) : copy_of(original());
-    const UnlearnResult r = run_unlearning(*model, cfg, task().forget, task().retain, {kForgotten});
+    const UnlearnResult r = run_unlearning(*model, cfg, {task().forget, task().retain, {kForgotten}, {}});
     const UnlearningMetrics after = measure(*model);
     MESSAGE(method << ": forgotten-class test acc " << *orig.forgotten_test_acc << " -> " << *after.forgotten_test_acc
                    << ", TA " << orig.ta << " -> " << after.ta << ", UA " << after.ua << ", MIA " << after.mia
@@ -124,7 +125,7 @@ TEST_CASE("unlearn: retrain is training on D_r from the original's seed, bit for
   const UnlearnConfig cfg = default_config("retrain", task().recipe);
   CHECK(cfg.train.to_json() == task().recipe.to_json());
   auto retrained = make_model(task().spec, cpu(), task().init_seed);
-  run_unlearning(*retrained, cfg, task().forget, task().retain, {kForgotten});
+  run_unlearning(*retrained, cfg, {task().forget, task().retain, {kForgotten}, {}});
   auto reference = make_model(task().spec, cpu(), task().init_seed);
   train(*reference, task().retain, task().recipe);
   CHECK(weights(*retrained) == weights(*reference));
@@ -151,7 +152,7 @@ TEST_CASE("unlearn: hu-approx is one ascent step of lr 1 along the mean gradient
   const std::vector<double> grad = full_batch_gradient(*model, task().forget);
   const std::vector<float> before = weights(*model);
   const UnlearnConfig cfg = default_config("hu-approx", task().recipe);
-  const UnlearnResult r = run_unlearning(*model, cfg, task().forget, task().retain, {kForgotten});
+  const UnlearnResult r = run_unlearning(*model, cfg, {task().forget, task().retain, {kForgotten}, {}});
   CHECK(r.steps == 1);
   const std::vector<float> after = weights(*model);
   // θ_u - θ_o = +1 · ∇L(X; θ_o): the gradient estimate g* of Hu et al.'s feature recovery.
@@ -178,7 +179,7 @@ TEST_CASE("unlearn: hu-exact leaves N(θ_o - θ_0) - (N - k)(θ_u - θ_0) = -lr 
   train(*theta_o, user, recipe);
   auto theta_u = copy_of(*theta0);
   const UnlearnConfig cfg = default_config("hu-exact", recipe);
-  run_unlearning(*theta_u, cfg, x, user_minus_x, {});
+  run_unlearning(*theta_u, cfg, {x, user_minus_x, {}, {}});
 
   const std::vector<double> mean_grad_x = full_batch_gradient(*theta0, x);
   const std::vector<float> t0 = weights(*theta0), to = weights(*theta_o), tu = weights(*theta_u);
@@ -243,7 +244,7 @@ TEST_CASE("unlearn: neggrad stops at the forget-accuracy target, or after max st
     auto model = copy_of(original());
     UnlearnConfig cfg = default_config("neggrad", task().recipe);
     cfg.ascent.batch = 32;
-    const UnlearnResult r = run_unlearning(*model, cfg, task().forget, task().retain, {kForgotten});
+    const UnlearnResult r = run_unlearning(*model, cfg, {task().forget, task().retain, {kForgotten}, {}});
     CHECK(r.stopped_by == "forget accuracy");
     CHECK(r.forget_accuracy <= cfg.ascent.stop_forget_accuracy);
     CHECK(r.forget_accuracy == doctest::Approx(evaluate(*model, task().forget).accuracy));
@@ -256,7 +257,7 @@ TEST_CASE("unlearn: neggrad stops at the forget-accuracy target, or after max st
     cfg.ascent.max_steps = 3;
     cfg.ascent.lr = 1e-6f;  // too small to reach the target in 3 steps
     cfg.ascent.interleave_retain = false;
-    const UnlearnResult r = run_unlearning(*model, cfg, task().forget, task().retain, {kForgotten});
+    const UnlearnResult r = run_unlearning(*model, cfg, {task().forget, task().retain, {kForgotten}, {}});
     CHECK(r.stopped_by == "max steps");
     CHECK(r.ascent_steps == 3);
     CHECK(r.steps == 3);
@@ -271,7 +272,7 @@ TEST_CASE("unlearn: neggrad stops at the forget-accuracy target, or after max st
       cfg.ascent.max_steps = 4;
       cfg.ascent.stop_forget_accuracy = -1;
       cfg.ascent.noise_std = 1e-3f;
-      run_unlearning(*model, cfg, task().forget, task().retain, {kForgotten});
+      run_unlearning(*model, cfg, {task().forget, task().retain, {kForgotten}, {}});
       return weights(*model);
     };
     CHECK(run(3) == run(3));
@@ -286,25 +287,89 @@ TEST_CASE("unlearn: bad configurations are usage errors") {
   CHECK(test::contains(test::usage_error_of([&] { default_config("forget-harder", task().recipe); }),
                        "unknown unlearning method"));
   CHECK(test::contains(test::usage_error_of([&] {
-                         run_unlearning(*model, neggrad, subset(task().forget, {}), task().retain, {});
+                         run_unlearning(*model, neggrad, {subset(task().forget, {}), task().retain, {}, {}});
                        }),
                        "forget set is empty"));
   CHECK(test::contains(test::usage_error_of([&] {
-                         run_unlearning(*model, finetune, task().train, subset(task().retain, {}), {0, 1, 2});
+                         run_unlearning(*model, finetune, {task().train, subset(task().retain, {}), {0, 1, 2}, {}});
                        }),
                        "retain set is empty"));
   CHECK(test::contains(test::usage_error_of([&] {
-                         run_unlearning(*model, finetune, task().train, task().retain, {0, 1, 2, 3});
+                         run_unlearning(*model, finetune, {task().train, task().retain, {0, 1, 2, 3}, {}});
                        }),
                        "every class"));
   CHECK(test::contains(
-      test::usage_error_of([&] { run_unlearning(*model, finetune, task().forget, task().retain, {4}); }),
+      test::usage_error_of([&] { run_unlearning(*model, finetune, {task().forget, task().retain, {4}, {}}); }),
       "outside the model's classes"));
   UnlearnConfig no_budget = neggrad;
   no_budget.ascent.max_steps = 0;
   CHECK(test::contains(test::usage_error_of([&] {
-                         run_unlearning(*model, no_budget, task().forget, task().retain, {kForgotten});
+                         run_unlearning(*model, no_budget, {task().forget, task().retain, {kForgotten}, {}});
                        }),
                        "max steps"));
   CHECK(weights(*model) == weights(original()));  // nothing ran
+}
+
+TEST_CASE("unlearn: amnesiac's stored updates undo exactly the batches that held the samples") {
+  const Dataset& data = task().train;
+  std::vector<int64_t> positions(static_cast<size_t>(data.size()));
+  for (int64_t i = 0; i < data.size(); ++i) positions[static_cast<size_t>(i)] = 1000 + i;  // split positions of rows
+  TrainConfig cfg = task().recipe;
+  cfg.shuffle = false;  // batches of 32 consecutive rows, so which batches hold a sample is known
+  const test::TempDir dir("update_log");
+
+  SUBCASE("every sample sensitive and forgotten: back to the initial weights") {
+    auto model = make_model(task().spec, cpu(), task().init_seed);
+    const std::vector<float> initial = weights(*model);
+    UpdateRecorder recorder(*model, positions, positions);
+    train(*model, data, cfg, {{}, {}, {}, recorder.hook()});
+    CHECK(recorder.logged_steps() == 3 * 13);  // 3 epochs of ceil(400 / 32) steps
+    recorder.save(dir.file("all.safetensors"));
+    const UndoReport r = undo_logged_updates(*model, dir.file("all.safetensors"), positions);
+    CHECK(r.undone_steps == 39);
+    std::vector<double> got(initial.size()), want(initial.size());
+    for (size_t i = 0; i < initial.size(); ++i) {
+      got[i] = weights(*model)[i];
+      want[i] = initial[i];
+    }
+    CHECK(test::nmse(got, want) < 1e-10);
+  }
+  SUBCASE("a few sensitive samples: only their batches are logged and undone") {
+    auto model = make_model(task().spec, cpu(), task().init_seed);
+    UpdateRecorder recorder(*model, positions, {1003, 1040, 1390});  // rows 3, 40, 390: batches 0, 1, 12
+    train(*model, data, cfg, {{}, {}, {}, recorder.hook()});
+    CHECK(recorder.logged_steps() == 3 * 3);
+    recorder.save(dir.file("few.safetensors"));
+    const std::vector<float> trained = weights(*model);
+
+    auto undone = copy_of(*model);
+    const UndoReport r = undo_logged_updates(*undone, dir.file("few.safetensors"), {1040});
+    CHECK(r.undone_steps == 3);  // batch 1 of each epoch
+    CHECK(r.logged_steps == 9);
+    CHECK(weights(*undone) != trained);
+
+    CHECK(test::contains(test::usage_error_of([&] {
+                           undo_logged_updates(*copy_of(*model), dir.file("few.safetensors"), {1004});
+                         }),
+                         "not declared sensitive"));
+    // The log belongs to the trained weights: applied to anything else it is refused.
+    CHECK(test::contains(test::input_error_of([&] {
+                           undo_logged_updates(*undone, dir.file("few.safetensors"), {1040});
+                         }),
+                         "weights hash"));
+    CHECK(test::contains(test::input_error_of([&] {
+                           undo_logged_updates(*model, dir.file("no-such-log.safetensors"), {1040});
+                         }),
+                         "no-such-log"));
+
+    // Through the method: subtract, then repair on D_r (here 0 epochs: the subtraction alone).
+    UnlearnConfig amnesiac = default_config("amnesiac", task().recipe);
+    amnesiac.update_log = dir.file("few.safetensors");
+    amnesiac.train.epochs = 0;
+    auto via_method = copy_of(*model);
+    const Dataset forget = subset(data, {40});
+    const UnlearnResult m = run_unlearning(*via_method, amnesiac, {forget, task().retain, {}, {1040}});
+    CHECK(m.undone_updates == 3);
+    CHECK(weights(*via_method) == weights(*undone));
+  }
 }

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "datasets/registry.h"
+#include "engine/unlearn/update_log.h"
 #include "nets/model_io.h"
 #include "nets/nets.h"
 #include "tools/common.h"
@@ -35,6 +36,7 @@ struct TrainOptions {
   int64_t limit = 0;
   std::vector<int64_t> hidden;
   std::string init;  // start from this model's weights instead of a fresh initialisation
+  std::string log_updates;  // Amnesiac's update log of the batches that hold the split's forget part
   bool freeze_bn = false;
   // Set when given explicitly: SGD-only settings are refused for Adam, and Adam gets its own default rate.
   CLI::Option* lr_option = nullptr;
@@ -159,8 +161,22 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
                        {"command", g.command_line},
                        {"train", cfg.to_json()}};
 
+  std::optional<unlearn::UpdateRecorder> recorder;
+  if (!o.log_updates.empty()) {
+    if (o.limit > 0) throw UsageError("--log-updates needs the split's exact rows; drop --limit");
+    if (split.parts.forget.empty())
+      throw UsageError("--log-updates logs the batches that hold the split's forget part (the sensitive samples), "
+                       "and this split forgets nothing: make one with lethe data split --forget-fraction/--forget-indices");
+    recorder.emplace(*model, split.parts.part(o.part.part), split.parts.forget);
+  }
   EpochLog log(g, o.epochs);
-  train(*model, train_set, cfg, log.progress(), log.on_epoch());
+  train(*model, train_set, cfg, {log.progress(), log.on_epoch(), {}, recorder ? recorder->hook() : StepFn{}});
+  if (recorder) {
+    recorder->save(o.log_updates);
+    model->metadata()["update_log"] = {{"file", o.log_updates}, {"steps", recorder->logged_steps()}};
+    note(g, "update log: " + std::to_string(recorder->logged_steps()) + " steps that held sensitive samples, in " +
+                o.log_updates);
+  }
 
   std::optional<EvalReport> test;
   if (has_test) {
@@ -204,6 +220,9 @@ Command add_train_command(CLI::App& parent, GlobalOptions& g) {
   app->add_option("--init", o->init, "Start from this model's weights (and arch) instead of a fresh initialisation "
                                      "(e.g. Hu et al.'s θ_o: θ_0 fine-tuned on --part user)");
   app->add_flag("--freeze-bn", o->freeze_bn, "Keep BatchNorm in eval mode while training (frozen statistics)");
+  app->add_option("--log-updates", o->log_updates,
+                  "Write the parameter update of every batch holding a sample of the split's forget part to this file "
+                  "(for unlearn --method amnesiac --updates FILE)");
   app->add_option("--out", o->out, "Where to save the model (.safetensors)")->required();
   app->add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(1, 100000))->capture_default_str();
   app->add_option("--batch", o->batch, "Mini-batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))

@@ -21,7 +21,7 @@ namespace lethe::cli {
 namespace {
 
 struct UnlearnOptions {
-  std::string model, out, base, method = "neggrad";
+  std::string model, out, base, updates, method = "neggrad";
   DataOptions data;
   std::vector<int64_t> forget_classes, forget_indices;
   double forget_fraction = 0;
@@ -54,6 +54,10 @@ unlearn::UnlearnConfig make_config(const UnlearnOptions& o, const TrainConfig& o
       throw UsageError(flag + " does not apply to --method " + o.method + " (" +
                        (ascent ? "a gradient-ascent method" : "a training method") + ")");
   if (g.seed_given) c.seed = c.train.seed = g.seed;
+  if (o.has("--updates")) {
+    if (o.method != "amnesiac") throw UsageError("--updates applies to --method amnesiac only");
+    c.update_log = o.updates;
+  }
   if (ascent) {
     unlearn::AscentConfig& a = c.ascent;
     if (o.has("--lr")) a.lr = o.lr;
@@ -197,7 +201,7 @@ int run_unlearn(const UnlearnOptions& o, const GlobalOptions& g) {
     ascent_bar->update(step, forget_acc >= 0 ? "forget acc " + percent(forget_acc) : std::string());
   };
   const unlearn::UnlearnResult result = unlearn::run_unlearning(
-      target, cfg, forget, retain, spec.forget.classes, log.progress(), log.on_epoch(), on_ascent);
+      target, cfg, {forget, retain, spec.forget.classes, parts.forget}, {log.progress(), log.on_epoch(), on_ascent});
   ascent_bar.reset();
 
   Progress measuring("metrics", 1, g.quiet);
@@ -231,6 +235,7 @@ int run_unlearn(const UnlearnOptions& o, const GlobalOptions& g) {
     j["seconds"] = result.seconds;
     j["steps"] = result.steps;
     j["stopped_by"] = result.stopped_by;
+    if (!cfg.update_log.empty()) j["undone_updates"] = result.undone_updates;
     j["config"] = cfg.to_json();
     j["epochs"] = ascent ? nlohmann::json::array() : log.epochs();
     j["model"] = o.out;
@@ -268,6 +273,9 @@ Command add_unlearn_command(CLI::App& parent, GlobalOptions& g) {
   opt("--forget-fraction", o->forget_fraction, "Forget this fraction (0, 1] of each --forget class instead");
   opt("--forget-indices", o->forget_indices, "Training-split indices to forget (sample unlearning)")->delimiter(',');
   opt("--base", o->base, "θ_0, the model hu-exact fine-tunes (Hu et al.'s pretrained model)");
+  opt("--updates", o->updates,
+      "amnesiac: undo the updates logged by lethe train --log-updates for the batches holding D_f, then train on D_r "
+      "for --epochs (the stored-update variant)");
   opt("--epochs", o->epochs, "Epochs (training methods), or passes over D_f (ascent methods; 0: until the stop rule)")
       ->check(CLI::Range(0, 100000));
   opt("--batch", o->batch, "Mini-batch size (ascent methods: 0 takes all of D_f in one step)")

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "engine/error.h"
+#include "engine/unlearn/update_log.h"
 #include "kernels/elementwise.h"
 #include "kernels/philox.h"
 
@@ -203,6 +204,7 @@ nlohmann::json AscentConfig::to_json() const {
 
 nlohmann::json UnlearnConfig::to_json() const {
   nlohmann::json j = {{"method", method}, {"seed", seed}};
+  if (!update_log.empty()) j["update_log"] = update_log;
   if (is_ascent_method(method))
     j["ascent"] = ascent.to_json();
   else
@@ -211,8 +213,8 @@ nlohmann::json UnlearnConfig::to_json() const {
 }
 
 nlohmann::json UnlearnResult::to_json() const {
-  nlohmann::json j = {{"steps", steps}, {"ascent_steps", ascent_steps}, {"seconds", seconds},
-                      {"stopped_by", stopped_by}};
+  nlohmann::json j = {{"steps", steps},           {"ascent_steps", ascent_steps},     {"seconds", seconds},
+                      {"stopped_by", stopped_by}, {"undone_updates", undone_updates}};
   j["forget_accuracy"] = forget_accuracy >= 0 ? nlohmann::json(forget_accuracy) : nlohmann::json(nullptr);
   return j;
 }
@@ -262,29 +264,37 @@ UnlearnConfig default_config(const std::string& method, const TrainConfig& origi
   return c;
 }
 
-UnlearnResult run_unlearning(Model& model, const UnlearnConfig& cfg, const Dataset& forget, const Dataset& retain,
-                             const std::vector<int64_t>& forgotten_classes, const ProgressFn& progress,
-                             const EpochFn& on_epoch, const AscentProgressFn& ascent_progress) {
+UnlearnResult run_unlearning(Model& model, const UnlearnConfig& cfg, const UnlearnSets& sets,
+                             const UnlearnHooks& hooks) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t k = model.spec().num_classes;
-  check_forget_set(forget);
-  for (const int64_t c : forgotten_classes)
+  check_forget_set(sets.forget);
+  for (const int64_t c : sets.forgotten_classes)
     if (c < 0 || c >= k)
       throw UsageError("forgotten class " + std::to_string(c) + " is outside the model's classes 0.." +
                        std::to_string(k - 1));
-  if (kept_classes(k, forgotten_classes).empty())
+  if (kept_classes(k, sets.forgotten_classes).empty())
     throw UsageError("every class is forgotten: nothing would be left to retain");
+  if (!cfg.update_log.empty() && cfg.method != "amnesiac")
+    throw UsageError("an update log applies to the amnesiac method only");
 
   UnlearnResult r;
   if (is_ascent_method(cfg.method)) {
-    r = ascend(model, cfg, forget, retain, ascent_progress);
+    r = ascend(model, cfg, sets.forget, sets.retain, hooks.ascent);
   } else {
-    check_retain_set(retain, cfg.method);
+    check_retain_set(sets.retain, cfg.method);
+    RelabelFn relabel;
+    if (!cfg.update_log.empty()) {
+      if (static_cast<int64_t>(sets.forget_positions.size()) != sets.forget.size())
+        throw UsageError("the stored-update variant needs the forget set's positions in the training split");
+      r.undone_updates = undo_logged_updates(model, cfg.update_log, sets.forget_positions).undone_steps;
+    } else {
+      relabel = forget_relabelling(cfg.method, sets.forget.size(), k, sets.forgotten_classes, cfg.seed);
+    }
     // randlabel and amnesiac train on D_f (its rows first) together with D_r, relabelling D_f.
-    const RelabelFn relabel = forget_relabelling(cfg.method, forget.size(), k, forgotten_classes, cfg.seed);
-    const Dataset combined = relabel ? concat({forget, retain}) : Dataset{};
-    const Dataset* data = relabel ? &combined : &retain;
-    r.epochs = train(model, *data, cfg.train, progress, on_epoch, relabel);
+    const Dataset combined = relabel ? concat({sets.forget, sets.retain}) : Dataset{};
+    const Dataset* data = relabel ? &combined : &sets.retain;
+    r.epochs = train(model, *data, cfg.train, {hooks.progress, hooks.on_epoch, relabel, {}});
     r.steps = descent_steps(r.epochs, cfg.train.batch);
     r.stopped_by = "epochs";
   }

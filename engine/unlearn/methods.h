@@ -45,6 +45,10 @@ struct UnlearnConfig {
   TrainConfig train;    // the descent methods' recipe (epochs, batch, optimizer, schedule, shuffling seed)
   AscentConfig ascent;  // the ascent methods'
   uint64_t seed = 0;    // relabelling draws, ascent batch order, noise
+  // amnesiac: the stored-update variant instead of relabelling. The update log written by `lethe train --log-updates`
+  // (engine/unlearn/update_log.h): the logged updates of the batches that held D_f are subtracted, then the model
+  // is repaired by `train` on D_r.
+  std::string update_log;
   // {"method", "seed", and "train" or "ascent", whichever the method uses}
   nlohmann::json to_json() const;
 };
@@ -60,6 +64,7 @@ struct UnlearnResult {
   std::vector<EpochReport> epochs; // descent methods
   double forget_accuracy = -1;     // neggrad: accuracy on D_f when it stopped (-1 when not measured)
   std::string stopped_by;          // "epochs", "forget accuracy" or "max steps"
+  int64_t undone_updates = 0;      // amnesiac's stored-update variant: logged updates subtracted
   nlohmann::json to_json() const;
 };
 
@@ -73,12 +78,24 @@ RelabelFn forget_relabelling(const std::string& method, int64_t n_forget, int64_
 // Progress of the ascent loop: steps done of at most `total`, current accuracy on D_f (-1 before it is measured).
 using AscentProgressFn = std::function<void(int64_t step, int64_t total, double forget_accuracy)>;
 
+// The data of one unlearning run.
+struct UnlearnSets {
+  const Dataset& forget;                   // D_f
+  const Dataset& retain;                   // D_r
+  std::vector<int64_t> forgotten_classes;  // whole classes forgotten (Amnesiac relabels outside them); empty for samples
+  std::vector<int64_t> forget_positions;   // D_f's positions in the training split (Amnesiac's stored updates)
+};
+
+struct UnlearnHooks {
+  ProgressFn progress;        // training methods, within an epoch
+  EpochFn on_epoch;           // training methods
+  AscentProgressFn ascent;    // ascent methods
+};
+
 // Runs cfg.method on `model` in place. `model` must already hold the method's starting point (see above).
-// forgotten_classes: the whole classes being forgotten (amnesiac relabels to classes outside them); empty for
-// sample forgetting. Throws UsageError for an empty forget set, an empty retain set where the method trains on it,
-// or every class forgotten.
-UnlearnResult run_unlearning(Model& model, const UnlearnConfig& cfg, const Dataset& forget, const Dataset& retain,
-                             const std::vector<int64_t>& forgotten_classes, const ProgressFn& progress = {},
-                             const EpochFn& on_epoch = {}, const AscentProgressFn& ascent_progress = {});
+// Throws UsageError for an empty forget set, an empty retain set where the method trains on it, or every class
+// forgotten.
+UnlearnResult run_unlearning(Model& model, const UnlearnConfig& cfg, const UnlearnSets& sets,
+                             const UnlearnHooks& hooks = {});
 
 }  // namespace lethe::unlearn
