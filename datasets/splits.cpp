@@ -6,6 +6,7 @@
 
 #include "datasets/bytes.h"
 #include "engine/error.h"
+#include "engine/hash.h"
 #include "engine/json_fields.h"
 #include "engine/safetensors.h"
 #include "kernels/philox.h"
@@ -23,19 +24,6 @@ enum class Purpose : uint64_t { Aux = 0x617578, User = 0x75736572, Forget = 0x66
 uint64_t derive_seed(uint64_t seed, Purpose purpose, uint64_t k) {
   const kernels::Philox4 r = kernels::philox4x32_10(seed, k, static_cast<uint64_t>(purpose));
   return (static_cast<uint64_t>(r.v[0]) << 32) | r.v[1];
-}
-
-uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull;
-
-std::string hex64(uint64_t v) {
-  char buf[20];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 // The first `k` of `members` in the seeded order, returned sorted.
