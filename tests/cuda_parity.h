@@ -7,13 +7,16 @@
 // must not name anything that only one of the two namespaces has.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
 #include "tests/skip.h"
+#include "tests/test_util.h"
 
 // Transcendental functions (expf, logf, sinf) differ by an ulp or so between a GPU and the host's libm, so
 // comparisons that are exact against the simulator get kHostMath on a device.
@@ -39,6 +42,13 @@ inline constexpr const char* kExpectedName = "cuda-sim";
 #endif
 
 namespace lethe::test::parity {
+
+// Whole models (and unlearning runs) on the device must end within this of the CPU's weights: relative, in norm.
+inline constexpr double kModelTolerance = 1e-4;
+// ||a - ref|| / ||ref||
+inline double relative(const std::vector<double>& a, const std::vector<double>& ref) {
+  return std::sqrt(test::nmse(a, ref));
+}
 
 // The reference: the CPU backend on one thread, so its sums have one fixed order.
 inline Backend& cpu() {

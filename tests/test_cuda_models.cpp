@@ -49,9 +49,10 @@ namespace {
 using namespace lethe;
 using lethe::test::Values;
 using lethe::test::parity::cpu;
+using lethe::test::parity::kModelTolerance;
+using lethe::test::parity::relative;
 using lethe::test::parity::sim;
 
-constexpr double kModelTolerance = 1e-4;  // relative, in norm
 // The weights as a whole must move at least this much (relative) over the steps, so that the tolerance is far below
 // what a wrong gradient would do to them.
 constexpr double kMinMovement = 5e-3;
@@ -77,8 +78,6 @@ ModelSpec spec_of(const std::string& arch, int64_t channels, int64_t side, int64
   spec.base_channels = base_channels;
   return spec;
 }
-
-double relative(const Values& a, const Values& ref) { return std::sqrt(test::nmse(a, ref)); }
 
 OptimConfig sgd_with_momentum() {
   OptimConfig optim;

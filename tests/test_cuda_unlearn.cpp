@@ -21,13 +21,12 @@ namespace {
 using namespace lethe;
 using lethe::test::Values;
 using lethe::test::parity::cpu;
+using lethe::test::parity::kModelTolerance;
+using lethe::test::parity::relative;
 using lethe::test::parity::sim;
 
-constexpr double kModelTolerance = 1e-4;  // relative, in norm
 constexpr double kMinMovement = 1e-3;     // the steps must move the weights at least this much (relative)
 constexpr int kTrials = 3;
-
-double relative(const Values& a, const Values& ref) { return std::sqrt(test::nmse(a, ref)); }
 
 struct Data {
   Dataset forget, retain;

@@ -18,29 +18,6 @@ using namespace lethe::unlearn;
 
 namespace {
 
-// 12x12 one-channel images. With `signal`, class y lights row y * 12 / classes (learnable); without, pixels are noise
-// and only memorisation can fit the labels. `label_noise` of the labels are replaced by random ones.
-Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed, bool signal, double label_noise = 0.0) {
-  test::Rng rng(seed);
-  Dataset d;
-  d.name = "synthetic";
-  d.num_classes = classes;
-  d.images = Tensor::empty({n, 1, 12, 12});
-  d.labels = Tensor::empty({n}, DType::I64);
-  d.mean = {0.5f};
-  d.std = {0.25f};
-  float* px = d.images.f32();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t y = i % classes;
-    for (int64_t p = 0; p < 144; ++p) {
-      const bool lit = signal && p / 12 == y * 12 / classes;
-      px[i * 144 + p] = std::clamp(rng.uniform(0.0f, signal ? 0.4f : 1.0f) + (lit ? 0.6f : 0.0f), 0.0f, 1.0f);
-    }
-    d.labels.i64()[i] = rng.uniform01() < label_noise ? rng.integer(0, classes - 1) : y;
-  }
-  return d;
-}
-
 std::vector<int64_t> indices_where(const Dataset& d, bool (*keep)(int64_t label, int64_t index)) {
   std::vector<int64_t> out;
   for (int64_t i = 0; i < d.size(); ++i)
@@ -204,8 +181,8 @@ TEST_CASE("unlearn metrics: membership features of hand-made probability rows") 
 
 TEST_CASE("unlearn metrics: UA RA TA and forgotten-class accuracy match a hand count") {
   // Noisy labels keep the accuracies away from 0 and 1, so the counts below are not trivially equal.
-  const Dataset train_set = synthetic_dataset(240, 4, 1, true, 0.3);
-  const Dataset test_set = synthetic_dataset(160, 4, 2, true, 0.3);
+  const Dataset train_set = test::synthetic_dataset(240, 4, 1, true, 0.3);
+  const Dataset test_set = test::synthetic_dataset(160, 4, 2, true, 0.3);
   auto be = make_cpu_backend(1);
   auto model = make_model(spec_for_data("lenet5", train_set), *be, 3);
   train(*model, train_set, sgd(1, 32, 0.02f));
@@ -278,7 +255,7 @@ TEST_CASE("unlearn metrics: UA RA TA and forgotten-class accuracy match a hand c
 TEST_CASE("unlearn metrics: MIA separates a memorised forget set from an unseen one") {
   // Pure-noise images with arbitrary labels: a model can only fit them by memorising, so its outputs on its own
   // training samples differ sharply from those on unseen ones.
-  const Dataset all = synthetic_dataset(480, 4, 7, false);
+  const Dataset all = test::synthetic_dataset(480, 4, 7, false);
   const Dataset retain = subset(all, indices_where(all, [](int64_t, int64_t i) { return i < 160; }));
   const Dataset forget = subset(all, indices_where(all, [](int64_t, int64_t i) { return i >= 160 && i < 220; }));
   const Dataset test_set = subset(all, indices_where(all, [](int64_t, int64_t i) { return i >= 220; }));
@@ -310,7 +287,7 @@ TEST_CASE("unlearn metrics: MIA separates a memorised forget set from an unseen 
 }
 
 TEST_CASE("unlearn metrics: bad inputs throw clear errors") {
-  const Dataset data = synthetic_dataset(40, 4, 9, true);
+  const Dataset data = test::synthetic_dataset(40, 4, 9, true);
   const Dataset forget = subset(data, {0, 1, 2});
   auto be = make_cpu_backend(1);
   auto model = make_model(spec_for_data("mlp", data, {8}), *be, 2);
@@ -334,7 +311,7 @@ TEST_CASE("unlearn metrics: bad inputs throw clear errors") {
   bad_label.labels.i64()[1] = 7;
   CHECK(test::contains(test::input_error_of([&] { measure_unlearning(*model, forget, data, bad_label, {}); }),
                        "label 7"));
-  const Dataset wrong_shape = synthetic_dataset(4, 4, 9, true);
+  const Dataset wrong_shape = test::synthetic_dataset(4, 4, 9, true);
   Dataset reshaped = wrong_shape;
   reshaped.images = wrong_shape.images.reshape({4, 1, 16, 9});
   CHECK(test::contains(test::input_error_of([&] { measure_unlearning(*model, reshaped, data, data, {}); }),

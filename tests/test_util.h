@@ -215,9 +215,11 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// A small synthetic image set (1x12x12) whose class is visible in the pixels (one bright row per class), so a few
-// steps of training learn something.
-inline Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed) {
+// A small synthetic image set (1x12x12). With `signal`, class y lights row y * 12 / classes, so a few steps of
+// training learn it; without, pixels are noise and only memorisation can fit the labels. A `label_noise` fraction
+// of the labels are replaced by random ones.
+inline Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed, bool signal = true,
+                                 double label_noise = 0.0) {
   Rng rng(seed);
   Dataset d;
   d.name = "synthetic";
@@ -229,11 +231,11 @@ inline Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed) {
   float* px = d.images.f32();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = i % classes;
-    d.labels.i64()[i] = y;
     for (int64_t p = 0; p < 144; ++p) {
-      const bool lit = p / 12 == y * 12 / classes;
-      px[i * 144 + p] = std::clamp(rng.uniform(0.0f, 0.4f) + (lit ? 0.6f : 0.0f), 0.0f, 1.0f);
+      const bool lit = signal && p / 12 == y * 12 / classes;
+      px[i * 144 + p] = std::clamp(rng.uniform(0.0f, signal ? 0.4f : 1.0f) + (lit ? 0.6f : 0.0f), 0.0f, 1.0f);
     }
+    d.labels.i64()[i] = label_noise > 0 && rng.uniform01() < label_noise ? rng.integer(0, classes - 1) : y;
   }
   return d;
 }
