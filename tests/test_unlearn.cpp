@@ -164,7 +164,7 @@ TEST_CASE("unlearn: hu-approx is one ascent step of lr 1 along the mean gradient
   CHECK(test::nmse(update, want) < 1e-8);
 }
 
-TEST_CASE("unlearn: hu-exact leaves N(θ_o - θ_0) - (N - k)(θ_u - θ_0) = -lr · Σ_X ∇L(x; θ_0)") {
+TEST_CASE("unlearn: hu-exact leaves N(θ_o - θ_0) - (N - k)(θ_u - θ_0) = -lr · (sum over X of the gradient at θ_0)") {
   // Hu et al.'s setting in one full-batch SGD step: θ_0 fine-tuned on D_u gives θ_o, on D_u minus X gives θ_u.
   const Dataset user = subset(task().train, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
   const Dataset x = subset(user, {1, 5});  // k = 2 samples of class 1

@@ -204,10 +204,9 @@ int run_unlearn(const UnlearnOptions& o, const GlobalOptions& g) {
       target, cfg, {forget, retain, spec.forget.classes, parts.forget}, {log.progress(), log.on_epoch(), on_ascent});
   ascent_bar.reset();
 
-  Progress measuring("metrics", 1, g.quiet);
+  note(g, "measuring UA, RA, TA and MIA-efficacy");
   const unlearn::UnlearningMetrics metrics =
       unlearn::measure_unlearning(target, forget, retain, test, spec.forget.classes);
-  measuring.finish();
 
   nlohmann::json split_json = split_record(spec, parts, orig.part);
   nlohmann::json& meta = target.metadata();
@@ -216,7 +215,7 @@ int run_unlearn(const UnlearnOptions& o, const GlobalOptions& g) {
   meta["device"] = be->name();
   meta["unlearning"] = {{"method", cfg.method},
                         {"config", cfg.to_json()},
-                        {"forget", nlohmann::json::parse(spec.to_json().at("forget").dump())},
+                        {"forget", spec.to_json().at("forget")},
                         {"original", o.model},
                         {"base", o.base.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.base)},
                         {"result", result.to_json()},
