@@ -30,7 +30,7 @@ struct UnlearnOptions {
   int64_t batch = 0;
   std::string optim;
   float lr = 0, momentum = 0, weight_decay = 0;
-  int64_t max_steps = 0, check_every = 0;
+  int64_t max_steps = 0, check_every = 0, check_samples = 0;
   double stop_forget_acc = 0;
   float retain_lr = 0, max_norm = 0, noise_std = 0;
   bool no_interleave = false, freeze_bn = false;
@@ -43,8 +43,9 @@ struct UnlearnOptions {
 
 // The options that tune only one kind of method, for a clear error instead of a silently ignored flag.
 const std::vector<std::string> kDescentOnly = {"--optim", "--momentum", "--weight-decay"};
-const std::vector<std::string> kAscentOnly = {"--max-steps", "--stop-forget-acc", "--check-every", "--retain-lr",
-                                              "--no-interleave", "--max-norm", "--noise-std"};
+const std::vector<std::string> kAscentOnly = {"--max-steps",   "--stop-forget-acc", "--check-every",
+                                              "--check-samples", "--retain-lr",      "--no-interleave",
+                                              "--max-norm",      "--noise-std"};
 
 unlearn::UnlearnConfig make_config(const UnlearnOptions& o, const TrainConfig& original, const GlobalOptions& g) {
   unlearn::UnlearnConfig c = unlearn::default_config(o.method, original);
@@ -66,6 +67,7 @@ unlearn::UnlearnConfig make_config(const UnlearnOptions& o, const TrainConfig& o
     if (o.has("--max-steps")) a.max_steps = o.max_steps;
     if (o.has("--stop-forget-acc")) a.stop_forget_accuracy = o.stop_forget_acc;
     if (o.has("--check-every")) a.check_every = o.check_every;
+    if (o.has("--check-samples")) a.check_samples = o.check_samples;
     if (o.has("--retain-lr")) a.retain_lr = o.retain_lr;
     if (o.has("--no-interleave")) a.interleave_retain = false;
     if (o.has("--max-norm")) a.max_norm = o.max_norm;
@@ -288,6 +290,9 @@ Command add_unlearn_command(CLI::App& parent, GlobalOptions& g) {
   opt("--stop-forget-acc", o->stop_forget_acc, "neggrad: stop once accuracy on D_f is at or below this (< 0: never)");
   opt("--check-every", o->check_every, "neggrad: measure the forget accuracy every N ascent steps")
       ->check(CLI::PositiveNumber);
+  opt("--check-samples", o->check_samples,
+      "neggrad: measure it on a seeded sample of at most N forget images (0: all)")
+      ->check(CLI::NonNegativeNumber);
   opt("--retain-lr", o->retain_lr, "neggrad: learning rate of the interleaved descent steps on D_r")
       ->check(CLI::NonNegativeNumber);
   o->given["--no-interleave"] = app->add_flag("--no-interleave", o->no_interleave,

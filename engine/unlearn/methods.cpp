@@ -17,6 +17,7 @@ namespace {
 constexpr uint64_t kRelabelStream = 0x72656C6162656CULL;  // "relabel"; the epoch goes in the low bits
 constexpr uint64_t kAscentOrderStream = 0x6173636E64ULL;  // "ascnd"
 constexpr uint64_t kRetainOrderStream = 0x72657461696EULL;  // "retain"
+constexpr uint64_t kCheckSampleStream = 0x636865636BULL;    // "check"
 
 // A uniform integer in [0, n) from one 32-bit draw (high word of draw * n: no modulo bias worth the name).
 int64_t uniform_below(uint32_t draw, int64_t n) {
@@ -105,7 +106,15 @@ UnlearnResult ascend(Model& model, const UnlearnConfig& cfg, const Dataset& forg
   if (a.interleave_retain)
     retain_batches.emplace(retain, be, std::min(batch, retain.size()), cfg.seed, kRetainOrderStream);
   BatchGradients gradients(model);
-  const auto forget_accuracy = [&] { return evaluate(model, forget).accuracy; };
+  if (a.check_samples < 0) throw UsageError("ascent check sample size must be >= 0 (0: all of the forget set)");
+  Dataset check_sample;  // what the stopping rule measures
+  if (accuracy_rule && a.check_samples > 0 && a.check_samples < forget.size()) {
+    std::vector<int64_t> rows = pass_order(forget.size(), cfg.seed, kCheckSampleStream, 0);
+    rows.resize(static_cast<size_t>(a.check_samples));
+    check_sample = subset(forget, rows);
+  }
+  const Dataset& checked = check_sample.size() > 0 ? check_sample : forget;
+  const auto forget_accuracy = [&] { return evaluate(model, checked).accuracy; };
 
   UnlearnResult r;
   r.stopped_by = a.epochs > 0 ? "epochs" : "max steps";
@@ -195,6 +204,7 @@ nlohmann::json AscentConfig::to_json() const {
           {"max_steps", max_steps},
           {"stop_forget_accuracy", stop_forget_accuracy},
           {"check_every", check_every},
+          {"check_samples", check_samples},
           {"interleave_retain", interleave_retain},
           {"retain_lr", retain_lr},
           {"max_norm", max_norm},
@@ -242,7 +252,7 @@ UnlearnConfig default_config(const std::string& method, const TrainConfig& origi
     t.optim.lr = 0.01f;
     t.optim.momentum = 0.9f;
   } else if (method == "randlabel") {
-    t.epochs = 2;
+    t.epochs = 4;
     t.optim.kind = "sgd";
     t.optim.lr = 0.01f;
     t.optim.momentum = 0.9f;

@@ -25,13 +25,15 @@ const std::vector<std::string>& method_names();
 bool is_ascent_method(const std::string& method);  // neggrad, hu-approx
 
 struct AscentConfig {
-  float lr = 0.005f;
+  float lr = 0.002f;
   int64_t batch = 128;             // 0: all of D_f in one step (Hu's feature-recovery setting)
   int epochs = 0;                  // > 0: exactly this many passes over D_f (hu-approx); 0: until the stopping rule
   int64_t max_steps = 2000;        // ascent steps at most when epochs is 0
   double stop_forget_accuracy = 0.01;  // stop once accuracy on D_f is at or below this (checked every check_every
                                        // ascent steps, and before the first); < 0: no accuracy rule
   int64_t check_every = 1;
+  int64_t check_samples = 2048;    // the rule measures a seeded sample of at most this many D_f images (0: all of
+                                   // D_f), so checking every step stays cheap for whole classes
   bool interleave_retain = true;   // a descent step on a D_r batch after every ascent step
   float retain_lr = 0.05f;         // the rate of those descent steps
   float max_norm = 0;              // > 0: clip each step's gradient to this L2 norm (torch's clip_grad_norm_)
@@ -62,7 +64,7 @@ struct UnlearnResult {
   int64_t ascent_steps = 0;
   double seconds = 0;
   std::vector<EpochReport> epochs; // descent methods
-  double forget_accuracy = -1;     // neggrad: accuracy on D_f when it stopped (-1 when not measured)
+  double forget_accuracy = -1;     // neggrad: accuracy on D_f (its check sample) when it stopped; -1: not measured
   std::string stopped_by;          // "epochs", "forget accuracy" or "max steps"
   int64_t undone_updates = 0;      // amnesiac's stored-update variant: logged updates subtracted
   nlohmann::json to_json() const;
