@@ -11,8 +11,10 @@
 //   through memory; Sequential fuses a ReLU layer into the layer before it this way.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/compare.h"
 #include "kernels/elementwise.h"
 #include "kernels/geometry.h"
 
@@ -105,6 +107,13 @@ class Backend {
   // as clip_grad_norm does), so non-finite gradients reach the parameters rather than being masked. sign must be
   // ±1 and noise_std >= 0.
   virtual double ascent_step(Tensor& params, const Tensor& grads, const kernels::AscentHyper&) = 0;
+
+  // --- parameter comparison (the parameter attacks): target [P] f32; aux [N, ld] f32, ld = compare_row_stride(P)
+  // or more, row j's first P values being auxiliary vector j. `bounds` (host; at least 2 values, strictly increasing,
+  // bounds.back() <= P) cut [bounds.front(), bounds.back()) into consecutive segments; nothing outside is read.
+  // Returns N × S stats, out[j * S + s] for aux j and segment s. Deterministic: the same bits for any thread count.
+  virtual std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
+                                                            const std::vector<int64_t>& bounds) = 0;
 
   // --- random fills (Philox: element i of (seed, stream) is the same on every backend)
   virtual void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) = 0;

@@ -772,6 +772,12 @@ class CudaBackend final : public Backend {
     return std::sqrt(sum);
   }
 
+  // PLACEHOLDER until kernels/cuda/compare.cu lands.
+  std::vector<kernels::SegmentStats> compare_params(const Tensor&, const Tensor&,
+                                                    const std::vector<int64_t>&) override {
+    throw std::runtime_error("compare_params: not yet on CUDA");
+  }
+
   // --- random fills
   void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t philox_stream) override {
     expect_f32(t, "fill_uniform target");
