@@ -259,19 +259,17 @@ class CpuBackend final : public Backend {
     return k::ascent_step(params.f32(), grads.f32(), params.numel(), h, threads_);
   }
 
-  // PLACEHOLDER (naive, single-threaded) until kernels/cpu/compare_cpu.cpp lands.
   std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
                                                     const std::vector<int64_t>& bounds) override {
-    const int64_t n = aux.shape()[0], ld = aux.shape()[1], segs = static_cast<int64_t>(bounds.size()) - 1;
-    std::vector<kernels::SegmentStats> out(static_cast<size_t>(n * segs));
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t s = 0; s < segs; ++s) {
-        kernels::SegmentStats& o = out[static_cast<size_t>(j * segs + s)];
-        for (int64_t i = bounds[s]; i < bounds[s + 1]; ++i) {
-          const double a = aux.f32()[j * ld + i], t = target.f32()[i];
-          o.dot += a * t; o.aux_sq += a * a; o.target_sq += t * t; o.diff_sq += (a - t) * (a - t);
-        }
-      }
+    expect_cpu_f32(target, "compare target");
+    expect_cpu_f32(aux, "compare aux bank");
+    LETHE_CHECK(aux.ndim() == 2, "compare aux bank must be [N, ld], got " + shape_str(aux.shape()));
+    const int64_t n = aux.dim(0), ld = aux.dim(1);
+    const std::string error = kernels::compare_args_error(target.numel(), ld, bounds);
+    LETHE_CHECK(error.empty(), "compare_params: " + error);
+    const kernels::ComparePlan plan = kernels::make_compare_plan(bounds);
+    std::vector<kernels::SegmentStats> out(static_cast<size_t>(n * plan.segments()));
+    k::compare_params(target.f32(), aux.f32(), n, ld, plan, out.data(), threads_);
     return out;
   }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/compare.h"
 #include "kernels/elementwise.h"
 #include "kernels/geometry.h"
 
@@ -106,6 +107,12 @@ void sgd_step(float* params, const float* grads, float* momentum_buf, int64_t n,
 void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, const AdamHyper& h, int threads);
 // The unlearning update (kernels::ascent_update) with the coefficient from the deterministic dot; returns ||grads||.
 double ascent_step(float* params, const float* grads, int64_t n, const AscentHyper& h, int threads);
+
+// ---- fused parameter comparison (Backend::compare_params): target [P], aux rows j at aux + j·ld, the work items of
+// `plan` (kernels/compare.h; valid bounds). Writes out[j·S + s] for S = plan.segments(). Bit-identical for any
+// thread count: items are summed in a fixed structure (see kernels/compare.h).
+void compare_params(const float* target, const float* aux, int64_t n_aux, int64_t ld, const ComparePlan& plan,
+                    SegmentStats* out, int threads);
 
 // ---- Philox fills
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads);
