@@ -772,10 +772,31 @@ class CudaBackend final : public Backend {
     return std::sqrt(sum);
   }
 
-  // PLACEHOLDER until kernels/cuda/compare.cu lands.
-  std::vector<kernels::SegmentStats> compare_params(const Tensor&, const Tensor&,
-                                                    const std::vector<int64_t>&) override {
-    throw std::runtime_error("compare_params: not yet on CUDA");
+  // The plan is made on the host and uploaded with the inputs' offsets; the stats come back in one copy.
+  std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
+                                                    const std::vector<int64_t>& bounds) override {
+    expect_f32(target, "compare target");
+    expect_f32(aux, "compare aux bank");
+    LETHE_CHECK(aux.ndim() == 2, "compare aux bank must be [N, ld], got " + shape_str(aux.shape()));
+    const int64_t n = aux.dim(0), ld = aux.dim(1);
+    const std::string error = kernels::compare_args_error(target.numel(), ld, bounds);
+    LETHE_CHECK(error.empty(), "compare_params: " + error);
+    const kernels::ComparePlan plan = kernels::make_compare_plan(bounds);
+    const int64_t items = plan.items(), segments = plan.segments();
+    std::vector<kernels::SegmentStats> out(static_cast<size_t>(n * segments));
+    if (n == 0) return out;
+    const size_t cut_bytes = sizeof(int64_t) * plan.cuts.size(), seg_bytes = sizeof(int64_t) * plan.seg_items.size();
+    Scratch offsets(alloc(), cut_bytes + seg_bytes);
+    int64_t* cuts = offsets.as<int64_t>();
+    int64_t* seg_items = cuts + plan.cuts.size();
+    ctx_.copy(cuts, Device::CUDA, plan.cuts.data(), Device::CPU, cut_bytes);
+    ctx_.copy(seg_items, Device::CUDA, plan.seg_items.data(), Device::CPU, seg_bytes);
+    Scratch partials(alloc(), sizeof(double) * 4 * static_cast<size_t>(items * n));
+    Scratch result(alloc(), sizeof(kernels::SegmentStats) * out.size());
+    LETHE_CUDA_NS::compare_params(target.f32(), aux.f32(), n, ld, cuts, items, seg_items, segments,
+                                  partials.as<double>(), result.as<double>(), stream());
+    ctx_.copy(out.data(), Device::CPU, result.as<void>(), Device::CUDA, sizeof(kernels::SegmentStats) * out.size());
+    return out;
   }
 
   // --- random fills

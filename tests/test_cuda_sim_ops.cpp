@@ -25,11 +25,14 @@
 // - optim.cu: sgd_step_kernel, adam_step_kernel, ascent_step_kernel (the unlearning update); random.cu:
 //   fill_uniform_kernel, fill_normal_kernel;
 // - im2col.cu: im2col_kernel, col2im_kernel, nchw_to_columns_kernel, columns_to_nchw_kernel (the LETHE_CONV=gemm
-//   convolution path).
+//   convolution path);
+// - compare.cu: compare_items_kernel (every group size 16, 8, 4, 2, 1, float4 and scalar loads),
+//   compare_segments_kernel (compare_params).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -38,6 +41,7 @@
 
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
+#include "kernels/compare.h"
 #include "tests/cuda_parity.h"
 #include "tests/test_util.h"
 
@@ -581,6 +585,115 @@ CUDA_CASE("Philox fills give the cpu's streams") {
     expect_match(sn, cn, kFma, "fill_normal");
     check_guards();
   }
+}
+
+// The four sums per (aux vector, segment) as four vectors, one per quantity, so each is compared on its own scale.
+std::vector<Values> compare_columns(const std::vector<kernels::SegmentStats>& stats) {
+  std::vector<Values> cols(4);
+  for (const kernels::SegmentStats& st : stats) {
+    cols[0].push_back(st.dot);
+    cols[1].push_back(st.aux_sq);
+    cols[2].push_back(st.target_sq);
+    cols[3].push_back(st.diff_sq);
+  }
+  return cols;
+}
+
+// Both backends on the same inputs, per quantity within kNmse; all finite (NaN poison lies outside the bounds).
+void expect_compare_match(const Tensor& target, const Tensor& bank, const std::vector<int64_t>& bounds,
+                          const std::string& what) {
+  INFO(what);
+  sim();  // the backend installs the device allocator before any device tensor is made
+  const std::vector<kernels::SegmentStats> c = cpu().compare_params(target, bank, bounds);
+  for (bool aligned : {true, false}) {
+    INFO(std::string(aligned ? "16-byte aligned device tensors (float4 loads)" : "unaligned device views (scalar loads)"));
+    const Tensor st = aligned ? test::to_device(target, Device::CUDA) : on(Device::CUDA, target);
+    const Tensor sb = aligned ? test::to_device(bank, Device::CUDA) : on(Device::CUDA, bank);
+    const std::vector<kernels::SegmentStats> s = sim().compare_params(st, sb, bounds);
+    REQUIRE(s.size() == c.size());
+    const std::vector<Values> sc = compare_columns(s), cc = compare_columns(c);
+    const char* names[4] = {"dot", "aux_sq", "target_sq", "diff_sq"};
+    for (int q = 0; q < 4; ++q) {
+      INFO(names[q]);
+      CHECK(test::count_nonfinite(sc[size_t(q)]) == 0);
+      CHECK(test::nmse(sc[size_t(q)], cc[size_t(q)]) <= kNmse);
+    }
+    const std::vector<kernels::SegmentStats> again = sim().compare_params(st, sb, bounds);
+    CHECK(std::memcmp(again.data(), s.data(), s.size() * sizeof(kernels::SegmentStats)) == 0);  // deterministic
+  }
+  check_guards();
+}
+
+// target [p] and aux [n, ld] uniform in [-1, 1), aux 0 close to the target; NaN outside the bounds and in the padding.
+void compare_inputs(int64_t p, int64_t n, int64_t ld, const std::vector<int64_t>& bounds, Rng& rng, Tensor& target,
+                    Tensor& bank) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> t(static_cast<size_t>(p)), a(static_cast<size_t>(n * ld));
+  for (int64_t i = 0; i < p; ++i) t[size_t(i)] = i < bounds.front() || i >= bounds.back() ? nan : rng.uniform(-1, 1);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < ld; ++i)
+      a[size_t(j * ld + i)] = i < bounds.front() || i >= bounds.back()   ? nan
+                              : j == 0                                   ? t[size_t(i)] + rng.uniform(-1e-3f, 1e-3f)
+                                                                         : rng.uniform(-1, 1);
+  target = Tensor::from_vector(t, {p});
+  bank = Tensor::from_vector(a, {n, ld});
+}
+
+CUDA_CASE("compare_params compare_items_kernel and compare_segments_kernel match the cpu") {
+  Rng rng(14);
+  struct Layout {
+    int64_t p;
+    std::vector<int64_t> bounds;
+  };
+  const std::vector<Layout> layouts = {
+      {1, {0, 1}},
+      {1001, {3, 4, 5, 90, 91, 1001}},                    // one-element segments, unaligned heads and tails
+      {850, {0, 84, 168, 252, 336, 420, 504, 588, 672, 756, 840, 841, 842, 843, 844, 845, 846, 847, 848, 849, 850}},
+      {9001, {1, 4095, 4096, 4097, 8193, 9001}},          // around the tile boundaries
+      {20003, {7, 20001}},                                // several tiles in one segment
+  };
+  for (const Layout& l : layouts)
+    for (int64_t n : {int64_t(1), int64_t(3), int64_t(16), int64_t(17), int64_t(35)}) {
+      if (l.p > 9001 && n != 17) continue;  // the long vector once, with a group of 16 and a remainder
+      for (int64_t extra : {int64_t(0), int64_t(3)}) {  // ld = compare_row_stride(P), and ld % 4 != 0 (scalar loads)
+        if (extra && n != 3) continue;
+        const int64_t ld = kernels::compare_row_stride(l.p) + extra;
+        Tensor target, bank;
+        compare_inputs(l.p, n, ld, l.bounds, rng, target, bank);
+        expect_compare_match(target, bank, l.bounds,
+                             "P=" + std::to_string(l.p) + " N=" + std::to_string(n) + " ld=" + std::to_string(ld) +
+                                 " segments=" + std::to_string(l.bounds.size() - 1));
+      }
+    }
+}
+
+CUDA_CASE("compare_params propagates a NaN to its segment only and checks its arguments") {
+  Rng rng(15);
+  const int64_t p = 5003, n = 3, ld = kernels::compare_row_stride(p);
+  const std::vector<int64_t> bounds = {2, 100, 101, 4100, 5003};
+  Tensor target, bank;
+  compare_inputs(p, n, ld, bounds, rng, target, bank);
+  sim();  // the backend installs the device allocator before any device tensor is made
+  bank.f32()[2 * ld + 4500] = std::numeric_limits<float>::quiet_NaN();  // aux 2, segment 3
+  target.f32()[100] = std::numeric_limits<float>::quiet_NaN();          // segment 1
+  const std::vector<kernels::SegmentStats> c = cpu().compare_params(target, bank, bounds);
+  const std::vector<kernels::SegmentStats> s =
+      sim().compare_params(test::to_device(target, Device::CUDA), test::to_device(bank, Device::CUDA), bounds);
+  REQUIRE(s.size() == c.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    INFO("aux ", i / 4, " segment ", i % 4);
+    CHECK(std::isnan(s[i].dot) == std::isnan(c[i].dot));
+    CHECK(std::isnan(s[i].aux_sq) == std::isnan(c[i].aux_sq));
+    CHECK(std::isnan(s[i].target_sq) == std::isnan(c[i].target_sq));
+    CHECK(std::isnan(s[i].diff_sq) == std::isnan(c[i].diff_sq));
+    CHECK(std::isnan(s[i].diff_sq) == (i % 4 == 1 || i == 2 * 4 + 3));
+  }
+  const Tensor st = test::to_device(target, Device::CUDA), sb = test::to_device(bank, Device::CUDA);
+  CHECK(test::contains(test::error_of<Error>([&] { sim().compare_params(st, sb, {0, 6, 5}); }), "increase strictly"));
+  CHECK(test::contains(test::error_of<Error>([&] { sim().compare_params(st, sb, {0, p + 1}); }), "past the target"));
+  CHECK(test::contains(test::error_of<Error>([&] { sim().compare_params(target, sb, {0, 5}); }),
+                       "not on the CUDA device"));
+  CHECK(sim().compare_params(st, test::to_device(Tensor::empty({0, ld}), Device::CUDA), {0, p}).empty());
 }
 
 CUDA_CASE("a training step allocates nothing new from the device once warm") {

@@ -117,6 +117,15 @@ void columns_to_nchw(const float* out, const float* bias, float* y, const kernel
 void nchw_to_columns(const float* dy, float* out, const kernels::Conv2dGeom& g, int64_t n0, int64_t count,
                      cudaStream_t stream);
 
+// ---- compare.cu: the fused parameter comparison (Backend::compare_params), deterministic in two passes
+// Over the work items of a kernels::ComparePlan: cuts (items + 1 offsets) and seg_items (segments + 1) are device
+// copies of its vectors. target [P], aux rows j at aux + j·ld; float4 loads when target, aux and ld are 16-byte
+// aligned, scalar loads otherwise. partials: items·n_aux·4 doubles of scratch; out: n_aux·segments·4 doubles, the
+// kernels::SegmentStats of aux j and segment s at out[(j·segments + s)·4].
+void compare_params(const float* target, const float* aux, int64_t n_aux, int64_t ld, const int64_t* cuts,
+                    int64_t items, const int64_t* seg_items, int64_t segments, double* partials, double* out,
+                    cudaStream_t stream);
+
 // ---- labels
 // *bad = 1 if any label lies outside [0, k).
 void check_labels(const int64_t* labels, int64_t n, int64_t k, int* bad, cudaStream_t stream);
