@@ -57,6 +57,7 @@ class Model {
 
   // The final Linear layer: row k of its weight is class k's weight vector.
   Linear& classifier();
+  const Linear& classifier() const { return const_cast<Model*>(this)->classifier(); }
   Tensor class_row(int64_t k);  // view [in_features] of the classifier weight
 
   // State dict in registration order: parameters then, per layer, buffers. Names are PyTorch's.
