@@ -1,8 +1,13 @@
 // `lethe attack`: the label-leakage attacks against an unlearned model. `attack param` is Zheng et al.'s
 // parameter-based attack (attacks/param.h). An attack sees the target's weights and the attacker's own data only:
 // the forget spec and the unlearning record in the target's metadata are never read.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -21,7 +26,13 @@ struct ParamOptions {
   attacks::ParamAttackConfig cfg;
   std::string unrelated = "mixed";
   std::vector<std::string> shadow_methods = {"neggrad"};
+  std::vector<std::string> features = {"diff"}, classifiers = {"kmeans"};
 };
+
+// "all" stands for every choice.
+std::vector<std::string> expand_all(const std::vector<std::string>& given, const std::vector<std::string>& every) {
+  return given.size() == 1 && given[0] == "all" ? every : given;
+}
 
 // The attacker's D_aux: the auxiliary part of its split file, or of the split recorded in the target with the forget
 // spec dropped (attacker_split).
@@ -32,14 +43,47 @@ Dataset attacker_aux(const ParamOptions& o, const Model& target, const Dataset& 
   return select_part(split, "aux", full_train, full_test);
 }
 
+void print_result(const attacks::ParamAttackResult& r, const attacks::ParamAttackConfig& cfg, const ParamOptions& o,
+                  const Dataset& data, const GlobalOptions& g) {
+  if (g.json) {
+    const nlohmann::json j = {{"attack", "param"},
+                              {"features", cfg.features},
+                              {"classifier", cfg.classifier},
+                              {"predicted", r.predicted},
+                              {"scores", r.scores},
+                              {"forget_count", cfg.forget_count},
+                              {"feature_names", r.features.names},
+                              {"features_raw", r.features.raw},
+                              {"features_scaled", r.features.scaled},
+                              {"calibration", r.calibration},
+                              {"config", cfg.to_json()},
+                              {"models_trained", r.models_trained},
+                              {"models_cached", r.models_cached},
+                              {"target", o.target},
+                              {"seconds", r.seconds}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("%s features, %s:\n  class  score     %s\n", cfg.features.c_str(), cfg.classifier.c_str(),
+              r.features.names.at(0).c_str());
+  for (size_t c = 0; c < r.scores.size(); ++c) {
+    const bool hit = std::find(r.predicted.begin(), r.predicted.end(), static_cast<int64_t>(c)) != r.predicted.end();
+    const std::string name = c < data.class_names.size() ? " (" + data.class_names[c] + ")" : "";
+    std::printf("  %5zu  %8.4f  %8.4f%s%s\n", c, r.scores[c], r.features.raw[c].at(0), hit ? "  <- forgotten" : "",
+                hit ? name.c_str() : "");
+  }
+  std::string list;
+  for (const int64_t c : r.predicted) list += (list.empty() ? "" : ",") + std::to_string(c);
+  std::printf("  predicted forgotten: %s  (%.1f s, %lld models trained, %lld from the cache)\n", list.c_str(),
+              r.seconds, static_cast<long long>(r.models_trained), static_cast<long long>(r.models_cached));
+}
+
 int run_param(ParamOptions o, const GlobalOptions& g) {
   o.cfg.seed = g.seed;
   o.cfg.unrelated = parse_unrelated_kind(o.unrelated);
-  o.cfg.shadow.methods = o.shadow_methods;
-  if (o.shadow_methods.size() == 1 && o.shadow_methods[0] == "all")
-    o.cfg.shadow.methods = {"retrain", "finetune", "randlabel", "amnesiac", "neggrad"};
-  if (o.cfg.classifier == "kmeans" && o.cfg.shadow.methods != attacks::ShadowConfig{}.methods)
-    note(g, "note: --shadow-method has no effect with --classifier kmeans (no calibration)");
+  o.cfg.shadow.methods = expand_all(o.shadow_methods, {"retrain", "finetune", "randlabel", "amnesiac", "neggrad"});
+  const std::vector<std::string> features = expand_all(o.features, attacks::feature_families());
+  const std::vector<std::string> classifiers = expand_all(o.classifiers, attacks::classifier_names());
 
   auto be = open_backend(g);
   auto target = load_model(o.target, *be);
@@ -51,40 +95,32 @@ int run_param(ParamOptions o, const GlobalOptions& g) {
   const Dataset aux = attacker_aux(o, *target, full_train, full_test);
   note(g, "attacker's auxiliary data: " + group_digits(aux.size()) + " images of " + full_train.name);
 
-  const attacks::ParamAttackResult r =
-      attacks::run_param_attack(*target, aux, o.cfg, o.work, [&](const std::string& m) { note(g, m); });
+  // Several combinations share the auxiliary and shadow models through the work directory (a temporary one if none
+  // was given), so each is trained once.
+  std::string work = o.work;
+  std::optional<std::filesystem::path> temporary;
+  if (work.empty() && features.size() * classifiers.size() > 1) {
+    temporary = std::filesystem::temp_directory_path() /
+                ("lethe-attack-" + std::to_string(::getpid()) + "-" + std::to_string(std::time(nullptr)));
+    work = temporary->string();
+  }
+  struct RemoveTemporary {
+    const std::optional<std::filesystem::path>& dir;
+    ~RemoveTemporary() {
+      std::error_code ec;
+      if (dir) std::filesystem::remove_all(*dir, ec);
+    }
+  } cleanup{temporary};
 
-  if (g.json) {
-    const nlohmann::json j = {{"attack", "param"},
-                              {"features", o.cfg.features},
-                              {"classifier", o.cfg.classifier},
-                              {"predicted", r.predicted},
-                              {"scores", r.scores},
-                              {"forget_count", o.cfg.forget_count},
-                              {"feature_names", r.features.names},
-                              {"features_raw", r.features.raw},
-                              {"features_scaled", r.features.scaled},
-                              {"calibration", r.calibration},
-                              {"config", o.cfg.to_json()},
-                              {"models_trained", r.models_trained},
-                              {"models_cached", r.models_cached},
-                              {"target", o.target},
-                              {"seconds", r.seconds}};
-    std::printf("%s\n", j.dump().c_str());
-    return 0;
-  }
-  std::printf("class  score     %s\n", r.features.names.at(0).c_str());
-  for (size_t c = 0; c < r.scores.size(); ++c) {
-    const bool hit = std::find(r.predicted.begin(), r.predicted.end(), static_cast<int64_t>(c)) != r.predicted.end();
-    const std::string name = c < full_train.class_names.size() ? " (" + full_train.class_names[c] + ")" : "";
-    std::printf("%5zu  %8.4f  %8.4f%s%s\n", c, r.scores[c], r.features.raw[c].at(0), hit ? "  <- forgotten" : "",
-                hit ? name.c_str() : "");
-  }
-  std::string list;
-  for (const int64_t c : r.predicted) list += (list.empty() ? "" : ",") + std::to_string(c);
-  std::printf("predicted forgotten: %s  (%s features, %s; %.1f s, %lld models trained, %lld from the cache)\n",
-              list.c_str(), o.cfg.features.c_str(), o.cfg.classifier.c_str(), r.seconds,
-              static_cast<long long>(r.models_trained), static_cast<long long>(r.models_cached));
+  for (const std::string& f : features)
+    for (const std::string& c : classifiers) {
+      attacks::ParamAttackConfig cfg = o.cfg;
+      cfg.features = f;
+      cfg.classifier = c;
+      const attacks::ParamAttackResult r =
+          attacks::run_param_attack(*target, aux, cfg, work, [&](const std::string& m) { note(g, m); });
+      print_result(r, cfg, o, full_train, g);
+    }
   return 0;
 }
 
@@ -102,12 +138,16 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
   param->add_option("--split", o->part.split_file,
                     "The attacker's split file; its aux part is D_aux (default: the split recorded in the target, "
                     "without its forget spec)");
-  param->add_option("--features", o->cfg.features, "Per-class features: dot (cosines) or diff (difference vectors)")
-      ->check(CLI::IsMember(attacks::feature_families()))
+  param->add_option("--features", o->features,
+                    "Per-class features: dot (cosines) or diff (difference vectors); a list or all runs each")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"dot", "diff", "all"}))
       ->capture_default_str();
-  param->add_option("--classifier", o->cfg.classifier,
-                    "kmeans (unsupervised), youden (threshold from shadow runs) or tree (CART on shadow runs)")
-      ->check(CLI::IsMember(attacks::classifier_names()))
+  param->add_option("--classifier", o->classifiers,
+                    "kmeans (unsupervised), youden (threshold from shadow runs) or tree (CART on shadow runs); a list "
+                    "or all runs each (--json: one object per line)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"kmeans", "youden", "tree", "all"}))
       ->capture_default_str();
   param->add_option("--forget-count", o->cfg.forget_count, "How many classes were forgotten, if known (0: unknown)")
       ->check(CLI::NonNegativeNumber)
