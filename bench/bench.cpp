@@ -1,13 +1,16 @@
 // lethe_bench: the three LeNet-5 workloads that bench/peer_pytorch.py runs in PyTorch, on the same data and thread
-// count: a training epoch (images/s), batch-1024 inference (images/s) and input-gradient steps (steps/s).
+// count: a training epoch (images/s), batch-1024 inference (images/s) and input-gradient steps (steps/s); and the
+// fused parameter comparison (Backend::compare_params, GB/s) of 16 aux vectors against a ResNet-18-sized target, next
+// to this machine's streaming-read bandwidth measured in the same run.
 // Each workload warms up, then reports the median of several timed repetitions.
 //
-//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad] [--profile]
+//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare] [--profile]
 //
 // --profile times each layer's forward and backward separately (plus normalisation, loss and optimizer) for one
 // batch of each workload, to show where the time goes.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -17,12 +20,14 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "datasets/registry.h"
 #include "engine/loss.h"
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/trainer.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "bench/guarded_main.h"
 #include "nets/nets.h"
 
@@ -68,10 +73,10 @@ Options parse_args(int argc, char** argv) {
       opt.profile = true;
     } else if (arg == "--only") {
       opt.only = value();
-      if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad")
-        throw UsageError("--only takes train, infer or inputgrad, got '" + opt.only + "'");
+      if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad" && opt.only != "compare")
+        throw UsageError("--only takes train, infer, inputgrad or compare, got '" + opt.only + "'");
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad] [--profile]\n";
+      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare] [--profile]\n";
       std::exit(0);
     } else {
       throw UsageError("unknown argument '" + arg + "' (try --help)");
@@ -178,6 +183,7 @@ void descend_clamped(Backend& be, Tensor& x, const Tensor& dx) {
 struct Result {
   std::string workload, metric;
   std::vector<double> runs;
+  std::vector<std::pair<std::string, double>> extra = {};  // further numbers for the JSON record
 };
 
 Result bench_train(Model& model, const Dataset& data) {
@@ -225,17 +231,104 @@ Result bench_inputgrad(Model& model, const Dataset& data) {
   return r;
 }
 
+// ---------------------------------------------------------------- fused parameter comparison
+
+// 16 aux vectors against a target of ResNet-18's size (CIFAR stem, 10 classes): 11,173,962 floats.
+constexpr int64_t kCompareAux = 16;
+constexpr int kCompareReps = 7;
+
+// ResNet-18's parameter tensors in order (conv weights, BatchNorm pairs, the classifier): the per-layer segments.
+std::vector<int64_t> resnet18_bounds() {
+  std::vector<int64_t> sizes = {64 * 3 * 9, 64, 64};
+  int64_t in = 64;
+  for (int64_t width : {64, 128, 256, 512})
+    for (int block = 0; block < 2; ++block) {
+      sizes.insert(sizes.end(), {in * width * 9, width, width, width * width * 9, width, width});
+      if (block == 0 && width != 64) sizes.insert(sizes.end(), {in * width, width, width});
+      in = width;
+    }
+  sizes.insert(sizes.end(), {512 * 10, 10});
+  std::vector<int64_t> bounds = {0};
+  for (int64_t s : sizes) bounds.push_back(bounds.back() + s);
+  return bounds;
+}
+
+// This machine's streaming-read bandwidth in GB/s: a vectorised OpenMP sum over 1 GiB (far beyond the caches),
+// median of several passes.
+Result bench_stream(int threads) {
+  const int64_t n = int64_t(1) << 28;  // floats: 1 GiB
+  std::vector<float> buf(static_cast<size_t>(n));  // value-initialised; the pages are touched again below in parallel
+  float* p = buf.data();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(i & 1023) * 1e-3f;
+  Result r{"stream", "GB/s", {}};
+  volatile float sink = 0;
+  for (int rep = 0; rep < 1 + kCompareReps; ++rep) {
+    const auto t0 = Clock::now();
+    float total = 0;
+    // Each thread sums its contiguous share in 64 float lanes (no add-latency bound), like the comparison's split.
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      int64_t lo = 0, hi = 0;
+      kernels::cpu::split_range(n / 64, omp_get_num_threads(), omp_get_thread_num(), lo, hi);
+      alignas(64) float lanes[64] = {};
+      for (int64_t i = lo * 64; i < hi * 64; i += 64) {
+#pragma omp simd
+        for (int l = 0; l < 64; ++l) lanes[l] += p[i + l];
+      }
+      for (float v : lanes) total += v;
+    }
+    const double s = seconds_since(t0);
+    sink = sink + total;
+    if (rep > 0) r.runs.push_back(static_cast<double>(n) * sizeof(float) / s / 1e9);
+  }
+  return r;
+}
+
+// compare_params over N = 16 aux vectors and the whole target (one segment) or ResNet-18's 62 layer segments.
+// Bytes read: (N + 1)·P·4.
+Result bench_compare(Backend& be, bool layers, double stream_gbs) {
+  const std::vector<int64_t> layer_bounds = resnet18_bounds();
+  const int64_t p = layer_bounds.back(), ld = kernels::compare_row_stride(p);
+  const std::vector<int64_t> bounds = layers ? layer_bounds : std::vector<int64_t>{0, p};
+  Tensor target = Tensor::empty({p}), aux = Tensor::empty({kCompareAux, ld});
+  be.fill_uniform(target, -0.1f, 0.1f, 1, 0);
+  be.fill_uniform(aux, -0.1f, 0.1f, 2, 0);
+  Result r{layers ? "compare_layers" : "compare", "GB/s", {}};
+  const double bytes = static_cast<double>(kCompareAux + 1) * static_cast<double>(p) * sizeof(float);
+  double checksum = 0;
+  for (int rep = 0; rep < 1 + kCompareReps; ++rep) {
+    const auto t0 = Clock::now();
+    const std::vector<kernels::SegmentStats> stats = be.compare_params(target, aux, bounds);
+    const double s = seconds_since(t0);
+    checksum += stats.front().dot;
+    if (rep > 0) r.runs.push_back(bytes / s / 1e9);
+  }
+  if (!std::isfinite(checksum)) throw Error(ExitCode::Other, "compare_params returned a non-finite result");
+  const double med = median(r.runs);
+  r.extra = {{"segments", static_cast<double>(bounds.size() - 1)},
+             {"aux", static_cast<double>(kCompareAux)},
+             {"params", static_cast<double>(p)},
+             {"ms", 1e3 * bytes / (med * 1e9)},
+             {"stream_gbs", stream_gbs},
+             {"fraction_of_stream", med / stream_gbs}};
+  return r;
+}
+
 void emit(const Result& r, const Options& opt, const std::string& data) {
   const double med = median(r.runs);
   if (opt.json) {
     nlohmann::json j = {{"impl", "lethe"}, {"version", LETHE_VERSION}, {"workload", r.workload},
                         {"metric", r.metric}, {"median", med},      {"runs", r.runs},
                         {"threads", opt.threads}, {"data", data}};
+    for (const auto& [key, value] : r.extra) j[key] = value;
     std::cout << j.dump() << std::endl;
   } else {
     std::printf("lethe   %-10s %12.1f %s  (runs:", r.workload.c_str(), med, r.metric.c_str());
     for (size_t i = 0; i < r.runs.size(); ++i) std::printf("%s %.1f", i ? "," : "", r.runs[i]);
-    std::printf(")\n");
+    std::printf(")");
+    for (const auto& [key, value] : r.extra) std::printf(" %s=%.3g", key.c_str(), value);
+    std::printf("\n");
     std::fflush(stdout);
   }
 }
@@ -375,8 +468,20 @@ void run_profile(Model& model, const Dataset& data) {
   }
 }
 
+// The streaming-read bandwidth, then the comparison with one segment and with ResNet-18's layer segments.
+int run_compare(Backend& be, const Options& opt) {
+  if (!opt.json) std::printf("lethe_bench: fused parameter comparison, %d threads\n", opt.threads);
+  const Result stream = bench_stream(opt.threads);
+  const std::string what = "synthetic uniform values, 16 aux x 11173962 floats";
+  emit(stream, opt, what);
+  emit(bench_compare(be, false, median(stream.runs)), opt, what);
+  emit(bench_compare(be, true, median(stream.runs)), opt, what);
+  return 0;
+}
+
 int run(const Options& opt) {
   auto be = make_cpu_backend(opt.threads);
+  if (opt.only == "compare") return run_compare(*be, opt);
   BenchData bd = load_bench_data();
   if (bd.data.size() < kInferBatch)
     throw InputError(bd.data.source + ": the benchmark needs at least " + std::to_string(kInferBatch) +
@@ -392,6 +497,11 @@ int run(const Options& opt) {
   if (opt.only.empty() || opt.only == "train") emit(bench_train(*model, bd.data), opt, bd.description);
   if (opt.only.empty() || opt.only == "infer") emit(bench_infer(*model, bd.data), opt, bd.description);
   if (opt.only.empty() || opt.only == "inputgrad") emit(bench_inputgrad(*model, bd.data), opt, bd.description);
+  if (opt.only.empty()) {
+    model.reset();
+    bd.data = Dataset();  // the comparison wants the memory
+    return run_compare(*be, opt);
+  }
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count.
+"""PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count, and the
+fused parameter comparison (16 aux vectors against a ResNet-18-sized target: dot products and squared norms).
 
 Prints one JSON object per workload line (the same fields lethe_bench --json prints), so bench/run can put both
 side by side. Exits 77 if torch is not importable, so callers can tell "peer skipped" from a failure.
@@ -190,6 +191,65 @@ def bench_inputgrad(model, x, y):
     return runs
 
 
+COMPARE_AUX, COMPARE_REPS = 16, 7
+
+
+def resnet18_bounds():
+    """ResNet-18's parameter tensors in order (CIFAR stem, 10 classes), as lethe_bench's resnet18_bounds()."""
+    sizes = [64 * 3 * 9, 64, 64]
+    cin = 64
+    for width in (64, 128, 256, 512):
+        for block in range(2):
+            sizes += [cin * width * 9, width, width, width * width * 9, width, width]
+            if block == 0 and width != 64:
+                sizes += [cin * width, width, width]
+            cin = width
+    sizes += [512 * 10, 10]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+    return bounds
+
+
+def compare_segment(aux, t, scratch):
+    """The four sums of Lethe's compare_params for one segment, in the cheapest eager torch expressions that sum
+    the same terms: a GEMV for a.t, norm reductions (no temporaries) for |a|^2 and |t|^2, and |a - t|^2 summed
+    directly (a.a - 2 a.t + t.t would cancel), chunk by chunk through a preallocated cache-sized buffer, since a
+    whole [16, P] temporary costs more in page faults than the arithmetic. Three passes over aux in all."""
+    dot = torch.mv(aux, t)
+    aux_sq = torch.linalg.vector_norm(aux, dim=1).square()
+    target_sq = torch.dot(t, t)
+    diff_sq = torch.zeros(aux.shape[0], dtype=torch.float64)
+    chunk = scratch.shape[1]
+    for lo in range(0, aux.shape[1], chunk):
+        hi = min(lo + chunk, aux.shape[1])
+        d = torch.sub(aux[:, lo:hi], t[lo:hi], out=scratch[:, :hi - lo])
+        diff_sq += torch.linalg.vector_norm(d, dim=1).double().square()
+    return dot, aux_sq, target_sq, diff_sq
+
+
+def bench_compare(layers):
+    bounds = resnet18_bounds()
+    p = bounds[-1]
+    if not layers:
+        bounds = [0, p]
+    gen = torch.Generator().manual_seed(0)
+    t = torch.rand(p, generator=gen) * 0.2 - 0.1
+    aux = torch.rand(COMPARE_AUX, p, generator=gen) * 0.2 - 0.1
+    nbytes = (COMPARE_AUX + 1) * p * 4
+    scratch = torch.empty(COMPARE_AUX, 65536)
+    runs = []
+    with torch.no_grad():
+        for rep in range(1 + COMPARE_REPS):
+            t0 = time.perf_counter()
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                compare_segment(aux[:, lo:hi], t[lo:hi], scratch)
+            elapsed = time.perf_counter() - t0
+            if rep > 0:
+                runs.append(nbytes / elapsed / 1e9)
+    return runs
+
+
 def emit(workload, metric, runs, threads, data, as_json):
     record = {"impl": "pytorch", "version": torch.__version__, "workload": workload, "metric": metric,
               "median": statistics.median(runs), "runs": runs, "threads": threads, "data": data}
@@ -229,7 +289,7 @@ def profile(model, x, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", choices=["train", "infer", "inputgrad"])
+    parser.add_argument("--only", choices=["train", "infer", "inputgrad", "compare"])
     parser.add_argument("--json", action="store_true", help="one JSON object per workload line")
     parser.add_argument("--profile", action="store_true", help="print torch's operator profile to stderr")
     args = parser.parse_args()
@@ -242,6 +302,11 @@ def main():
     except RuntimeError:
         pass
     torch.manual_seed(0)
+    compare_data = "synthetic uniform values, 16 aux x 11173962 floats"
+    if args.only == "compare":
+        emit("compare", "GB/s", bench_compare(False), args.threads, compare_data, args.json)
+        emit("compare_layers", "GB/s", bench_compare(True), args.threads, compare_data, args.json)
+        return
     x, y, data = load_data()
     model = LeNet5()
 
@@ -254,6 +319,10 @@ def main():
         emit("infer", "images/s", bench_infer(model, x), args.threads, data, args.json)
     if args.only in (None, "inputgrad"):
         emit("inputgrad", "steps/s", bench_inputgrad(model, x, y), args.threads, data, args.json)
+    if args.only is None:
+        del x, y, model
+        emit("compare", "GB/s", bench_compare(False), args.threads, compare_data, args.json)
+        emit("compare_layers", "GB/s", bench_compare(True), args.threads, compare_data, args.json)
 
 
 if __name__ == "__main__":
