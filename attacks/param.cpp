@@ -388,11 +388,15 @@ ShadowSet shadow_set(const Model& target, const Dataset& aux, const ParamAttackC
       const nlohmann::json run_key = {{"original", original_key}, {"method", method},     {"class", c},
                                       {"probe", data_hash(probe_half)}, {"relearn", cfg.relearn.to_json()},
                                       {"unrelated", unrelated_kind_name(cfg.unrelated)}};
+      std::vector<int64_t> forget_rows, retain_rows;
+      for (int64_t i = 0; i < train_half.size(); ++i)
+        (train_half.labels.i64()[i] == c ? forget_rows : retain_rows).push_back(i);
+      if (forget_rows.empty()) {
+        cache.say("shadow: class " + std::to_string(c) + " has no image in the shadow's half of D_aux; skipped");
+        continue;
+      }
       const nlohmann::json run = cache.json("shadow-run", run_key, [&] {
         cache.say("shadow: " + method + " unlearns class " + std::to_string(c));
-        std::vector<int64_t> forget_rows, retain_rows;
-        for (int64_t i = 0; i < train_half.size(); ++i)
-          (train_half.labels.i64()[i] == c ? forget_rows : retain_rows).push_back(i);
         const Dataset forget = subset(train_half, forget_rows), retain = subset(train_half, retain_rows);
         auto unlearned = method == "retrain" ? make_model(spec, be, shadow_seed) : copy_of(*original);
         unlearn::UnlearnConfig ucfg = unlearn::default_config(method, recipe);
@@ -413,6 +417,7 @@ ShadowSet shadow_set(const Model& target, const Dataset& aux, const ParamAttackC
       ++set.runs;
     }
   }
+  if (set.runs == 0) throw UsageError("no shadow run was possible: D_aux is too small to unlearn any class");
   return set;
 }
 

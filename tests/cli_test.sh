@@ -58,7 +58,7 @@ write_safetensors_raw() {
 lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
-for cmd in train eval info predict data "data info" "data split" unlearn; do
+for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param"; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -267,6 +267,15 @@ if cmd == "same":  # the two files hold bit-identical tensors
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "tensors differ"
 elif cmd == "meta":  # prints Lethe's metadata as JSON
     print(load(sys.argv[2])[0]["__metadata__"]["lethe"])
+elif cmd == "swap-truth":  # a copy whose metadata tells another story: forgot class 7 by retraining
+    header, data = load(sys.argv[2])
+    meta = json.loads(header["__metadata__"]["lethe"])
+    meta["split"]["spec"]["forget"] = {"classes": [7], "fractions": [], "indices": []}
+    meta["unlearning"]["method"] = "retrain"
+    meta["unlearning"]["forget"] = meta["split"]["spec"]["forget"]
+    header["__metadata__"]["lethe"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    open(sys.argv[3], "wb").write(struct.pack("<Q", len(text)) + text + data)
 elif cmd == "drop-split":  # a copy without the split record, as a model from elsewhere would be
     header, data = load(sys.argv[2])
     meta = json.loads(header["__metadata__"]["lethe"])
@@ -372,6 +381,61 @@ assert r["config"]["update_log"].endswith("updates.safetensors"), r["config"]
   lethe unlearn --model "$tmp/nosplit.safetensors" --data "cifar10:$cdir" --forget 3 --out "$tmp/bad.safetensors"
   expect "unlearn a model without split metadata exits 2" 2 "no split"
   [ -e "$tmp/bad.safetensors" ] && fail "a rejected unlearn left an output file"
+
+  # The parameter attack: the attacker's D_aux is the aux part of the split recorded in the target (its forget spec
+  # unread); every features x classifier combination prints one JSON object.
+  lethe data split --data "cifar10:$cdir" --aux-fraction 0.5 --seed 2 --out "$tmp/split_aux.json"
+  lethe train --data "cifar10:$cdir" --net lenet5 --epochs 2 --batch 8 --seed 2 --quiet --split "$tmp/split_aux.json" \
+    --out "$tmp/orig_aux.safetensors"
+  lethe unlearn --model "$tmp/orig_aux.safetensors" --data "cifar10:$cdir" --method neggrad --forget 3 \
+    --out "$tmp/target.safetensors" --quiet
+  expect "unlearn a model trained beside an auxiliary part" 0
+  attack_args=(attack param --data "cifar10:$cdir" --relearn-batch 4 --shadow-epochs 1 --work "$tmp/work")
+  lethe "${attack_args[@]}" --target "$tmp/target.safetensors" --features all --classifier all --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+rows = [json.loads(line) for line in sys.stdin]
+assert len(rows) == 6, len(rows)
+assert {(r["features"], r["classifier"]) for r in rows} == {(f, c) for f in ("dot", "diff") for c in ("kmeans", "youden", "tree")}
+for r in rows:
+    for key in ("attack", "features", "classifier", "predicted", "scores", "seconds"):
+        assert key in r, "missing key " + key
+    assert r["attack"] == "param" and len(r["scores"]) == 10 and len(r["predicted"]) >= 1, r
+' <"$tmp/out"; then
+    pass "attack param --features all --classifier all --json: one object per combination"
+  else
+    fail "attack param --json (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  cp "$tmp/out" "$tmp/attack_all.jsonl"
+  python3 "$tmp/tensors.py" swap-truth "$tmp/target.safetensors" "$tmp/target_swapped.safetensors"
+  lethe "${attack_args[@]}" --target "$tmp/target_swapped.safetensors" --features all --classifier all --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "target", "models_trained", "models_cached")}
+a = [strip(json.loads(line)) for line in open(sys.argv[1])]
+b = [strip(json.loads(line)) for line in sys.stdin]
+assert a == b, "the prediction changed with the recorded ground truth"
+' "$tmp/attack_all.jsonl" <"$tmp/out"; then
+    pass "attack param: rewriting the target's recorded forget class and method changes nothing"
+  else
+    fail "attack param with swapped metadata (exit $rc): $(stderr_excerpt)"
+  fi
+  lethe "${attack_args[@]}" --target "$tmp/target.safetensors" --forget-count 1
+  if [ "$rc" -eq 0 ] && grep -q "predicted forgotten: " "$tmp/out" && grep -q "from the cache" "$tmp/out"; then
+    pass "attack param prints the scores and the prediction, reusing the work cache"
+  else
+    fail "attack param text output (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${attack_args[@]}" --target "$tmp/target.safetensors" --forget-count 10
+  expect "attack param --forget-count 10 (every class) exits 2" 2 "--forget-count"
+  lethe "${attack_args[@]}" --target "$tmp/target.safetensors" --classifier svm
+  expect "attack param --classifier svm exits 2" 2 "svm"
+  lethe "${attack_args[@]}" --target "$tmp/u-retrain.safetensors"
+  expect "attack param on a target whose split has no auxiliary part exits 2" 2 "auxiliary"
+  lethe "${attack_args[@]}" --target "$tmp/nosplit.safetensors"
+  expect "attack param on a target without split metadata exits 2" 2 "no split"
+  lethe "${attack_args[@]}" --target "$tmp/missing.safetensors"
+  expect "attack param on a missing target exits 3" 3 "missing.safetensors"
 
   # Corrupt files in each format: exit 3 with the file's name in the message.
   cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"
