@@ -24,7 +24,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Bump when the features or the models behind them change meaning, so stale cache entries are never reused.
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 3;  // 3: each family's score column is its relearn-minus-drift contrast
 
 std::string json_hash(const nlohmann::json& j) {
   const std::string text = j.dump();
@@ -280,10 +280,12 @@ ClassFeatures class_features(const Model& target, const Model& relearned, const 
   const std::vector<float> bias_z = drifted.classifier().bias.to_vector();
 
   ClassFeatures f;
+  // Each family's score (column 0) is relearning minus drift: confusable classes move under any fine-tuning, and Z
+  // moves them as much as R does, unless the class was forgotten.
   if (family == "dot")
-    f.names = {"1 - cos_R", "cos_Z - cos_R", "1 - cos_Z"};
+    f.names = {"cos_Z - cos_R", "1 - cos_R", "1 - cos_Z"};
   else
-    f.names = {"|dR| / |u|", "(|dR| - |dZ|) / |u|", "|dZ| / |u|", "db_R - db_Z", "|r| / |u| - 1"};
+    f.names = {"(|dR| - |dZ|) / |u|", "|dR| / |u|", "|dZ| / |u|", "db_R - db_Z", "|r| / |u| - 1"};
   for (int64_t c = 0; c < k; ++c) {
     const kernels::SegmentStats& r = stats[static_cast<size_t>(c)];
     const kernels::SegmentStats& z = stats[static_cast<size_t>(k + c)];
@@ -291,12 +293,12 @@ ClassFeatures class_features(const Model& target, const Model& relearned, const 
     if (family == "dot") {
       const double cos_r = r.dot / (std::sqrt(r.aux_sq * r.target_sq) + 1e-30);
       const double cos_z = z.dot / (std::sqrt(z.aux_sq * z.target_sq) + 1e-30);
-      f.raw.push_back({1 - cos_r, cos_z - cos_r, 1 - cos_z});
+      f.raw.push_back({cos_z - cos_r, 1 - cos_r, 1 - cos_z});
     } else {
       const double d_r = std::sqrt(r.diff_sq) / norm_u, d_z = std::sqrt(z.diff_sq) / norm_u;
       const size_t i = static_cast<size_t>(c);
       const double db = (static_cast<double>(bias_r[i]) - bias_u[i]) - (static_cast<double>(bias_z[i]) - bias_u[i]);
-      f.raw.push_back({d_r, d_r - d_z, d_z, db, std::sqrt(r.aux_sq) / norm_u - 1});
+      f.raw.push_back({d_r - d_z, d_r, d_z, db, std::sqrt(r.aux_sq) / norm_u - 1});
     }
   }
   for (const auto& row : f.raw)
