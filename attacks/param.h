@@ -50,7 +50,7 @@ struct ShadowConfig {
 };
 
 struct ParamAttackConfig {
-  std::string features = "diff";      // "dot" | "diff"
+  std::string features = "dot";       // "dot" | "diff" (dot: the best measured, docs/attacks/parameter.md)
   std::string classifier = "kmeans";  // "kmeans" | "youden" | "tree"
   int64_t forget_count = 0;           // m, when the attacker knows it; 0: unknown
   FineTuneBudget relearn;             // R, and Z on as many generated images with the same schedule

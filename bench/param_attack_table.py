@@ -127,7 +127,8 @@ def main():
                         shadow_label = "-" if r["classifier"] == "kmeans" else shadow
                         results.append(dict(method=method, truth=truth, known=known, shadow=shadow_label,
                                             features=r["features"], classifier=r["classifier"],
-                                            predicted=r["predicted"]))
+                                            predicted=r["predicted"], columns=r["feature_names"],
+                                            scaled=r["features_scaled"]))
 
     # 4. scoring
     write_table(results, methods, shadows, a)
@@ -180,12 +181,38 @@ def write_table(results, methods, shadows, a):
                     cells.append(cell)
                 p(f"| {f} | {c} | {s} | " + " | ".join(cells) + " |")
             p("")
+    column_table(results, methods, p)
     text = "\n".join(lines)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text + "\n")
     else:
         print(text)
+
+
+def column_table(results, methods, p):
+    """How well each feature column alone names a single forgotten class (its top class), per method: the evidence
+    for which column is each family's score."""
+    sel = [r for r in results if len(r["truth"]) == 1 and r["known"] and r["classifier"] == "kmeans"]
+    if not sel:
+        return
+    p("### Each feature column alone, m = 1\n")
+    p("The class with the highest (robust-scaled) value of the column is named forgotten; chance 10%.\n")
+    p("| features | column | " + " | ".join(methods) + " |")
+    p("|---|---|" + "---|" * len(methods))
+    for f in FEATURES:
+        rows_f = [r for r in sel if r["features"] == f]
+        if not rows_f:
+            continue
+        for j, name in enumerate(rows_f[0]["columns"]):
+            cells = []
+            for meth in methods:
+                rows = [r for r in rows_f if r["method"] == meth]
+                hits = sum(max(range(K), key=lambda c: r["scaled"][c][j]) == r["truth"][0] for r in rows)
+                cells.append(f"{hits}/{len(rows)}")
+            escaped = name.replace("|", "\\|")  # a bare | would split the table cell
+            p(f"| {f} | `{escaped}` | " + " | ".join(cells) + " |")
+    p("")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ struct ParamOptions {
   attacks::ParamAttackConfig cfg;
   std::string unrelated = "mixed";
   std::vector<std::string> shadow_methods = {"neggrad"};
-  std::vector<std::string> features = {"diff"}, classifiers = {"kmeans"};
+  std::vector<std::string> features = {cfg.features}, classifiers = {cfg.classifier};  // the library's defaults
 };
 
 // "all" stands for every choice.
