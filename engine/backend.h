@@ -9,6 +9,7 @@
 // - Outputs never alias inputs unless an op says so.
 // - `relu` on a producing op (conv, linear, batch norm) applies ReLU to its output in the same pass, saving a trip
 //   through memory; Sequential fuses a ReLU layer into the layer before it this way.
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "engine/tensor.h"
 #include "kernels/compare.h"
 #include "kernels/elementwise.h"
+#include "kernels/ga.h"
 #include "kernels/geometry.h"
 
 namespace lethe {
@@ -115,6 +117,15 @@ class Backend {
   virtual std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
                                                             const std::vector<int64_t>& bounds) = 0;
 
+  // --- genetic algorithm (the black-box inversion; kernels/ga.h). K populations of P genomes, [K·P, G] row-major.
+  // fitness [K·P] = log p_k of each member's logits row (logits [K·P, K], k = row / population).
+  virtual void ga_fitness(const Tensor& logits, int64_t population, Tensor& fitness) = 0;
+  // One generation: selection (elitism, tournaments), crossover and mutation. parents: I64 [K·P, 2], the parents'
+  // indices within their population (an elite slot names its member twice); next: [K·P, G], never aliasing genomes.
+  // The same genomes, fitness and hyperparameters give the same bits on every backend.
+  virtual void ga_next_generation(const Tensor& genomes, const Tensor& fitness, Tensor& parents, Tensor& next,
+                                  const kernels::GaHyper& h) = 0;
+
   // --- random fills (Philox: element i of (seed, stream) is the same on every backend)
   virtual void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) = 0;
   virtual void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) = 0;
@@ -124,6 +135,26 @@ class Backend {
 inline void check_ascent_hyper(const kernels::AscentHyper& h) {
   LETHE_CHECK(h.sign == 1.0f || h.sign == -1.0f, "ascent sign must be +1 or -1");
   LETHE_CHECK(h.noise_std >= 0.0f, "ascent noise_std must be >= 0");
+}
+
+// The shapes and hyperparameters Backend::ga_next_generation takes; every backend checks them.
+inline void check_ga_generation(const Tensor& genomes, const Tensor& fitness, const Tensor& parents,
+                                const Tensor& next, const kernels::GaHyper& h) {
+  LETHE_CHECK(h.classes >= 1 && h.population >= 1 && h.genes >= 1, "GA: classes, population and genes must be >= 1");
+  LETHE_CHECK(h.elites >= 0 && h.elites <= h.population, "GA: elites must be in [0, population]");
+  LETHE_CHECK(h.tournament >= 1, "GA: the tournament size must be >= 1");
+  LETHE_CHECK(h.mutation_rate >= 0.0f && h.mutation_rate <= 1.0f, "GA: the mutation rate must be in [0, 1]");
+  LETHE_CHECK(h.sigma >= 0.0f && std::isfinite(h.sigma), "GA: sigma must be finite and >= 0");
+  LETHE_CHECK(h.blend_alpha >= 0.0f && std::isfinite(h.blend_alpha), "GA: blend alpha must be finite and >= 0");
+  const int64_t members = h.classes * h.population;
+  LETHE_CHECK(genomes.dtype() == DType::F32 && genomes.shape() == Shape({members, h.genes}),
+              "GA genomes must be F32 [classes * population, genes]");
+  LETHE_CHECK(next.dtype() == DType::F32 && next.shape() == genomes.shape(), "GA next generation: genomes' shape");
+  LETHE_CHECK(next.raw() != genomes.raw(), "GA next generation must not alias the genomes");
+  LETHE_CHECK(fitness.dtype() == DType::F32 && fitness.numel() == members,
+              "GA fitness must be F32 [classes * population]");
+  LETHE_CHECK(parents.dtype() == DType::I64 && parents.shape() == Shape({members, 2}),
+              "GA parents must be I64 [classes * population, 2]");
 }
 
 // Creates the backend for "cpu", "cuda" or "auto". threads <= 0 means the machine's core count.

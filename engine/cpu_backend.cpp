@@ -259,6 +259,22 @@ class CpuBackend final : public Backend {
     return k::ascent_step(params.f32(), grads.f32(), params.numel(), h, threads_);
   }
 
+  void ga_fitness(const Tensor& logits, int64_t population, Tensor& fitness) override {
+    expect_cpu_f32(logits, "GA logits");
+    expect_cpu_f32(fitness, "GA fitness");
+    LETHE_CHECK(logits.ndim() == 2 && population >= 1 && logits.dim(0) == logits.dim(1) * population,
+                "GA logits must be [classes * population, classes]");
+    LETHE_CHECK(fitness.numel() == logits.dim(0), "GA fitness: one value per logits row");
+    k::ga_fitness(logits.f32(), fitness.f32(), logits.dim(0), logits.dim(1), population, threads_);
+  }
+  void ga_next_generation(const Tensor& genomes, const Tensor& fitness, Tensor& parents, Tensor& next,
+                          const kernels::GaHyper& h) override {
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&genomes, &fitness, &parents, &next})
+      LETHE_CHECK(t->device() == Device::CPU, "GA tensors must be on the CPU");
+    check_ga_generation(genomes, fitness, parents, next, h);
+    k::ga_next_generation(genomes.f32(), fitness.f32(), parents.i64(), next.f32(), h, threads_);
+  }
+
   std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
                                                     const std::vector<int64_t>& bounds) override {
     expect_cpu_f32(target, "compare target");

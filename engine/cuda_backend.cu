@@ -773,6 +773,24 @@ class CudaBackend final : public Backend {
   }
 
   // The plan is made on the host and uploaded with the inputs' offsets; the stats come back in one copy.
+  void ga_fitness(const Tensor& logits, int64_t population, Tensor& fitness) override {
+    expect_f32(logits, "GA logits");
+    expect_f32(fitness, "GA fitness");
+    LETHE_CHECK(logits.ndim() == 2 && population >= 1 && logits.dim(0) == logits.dim(1) * population,
+                "GA logits must be [classes * population, classes]");
+    LETHE_CHECK(fitness.numel() == logits.dim(0), "GA fitness: one value per logits row");
+    LETHE_CUDA_NS::ga_fitness(logits.f32(), fitness.f32(), logits.dim(0), logits.dim(1), population, stream());
+  }
+  void ga_next_generation(const Tensor& genomes, const Tensor& fitness, Tensor& parents, Tensor& next,
+                          const kernels::GaHyper& h) override {
+    expect_f32(genomes, "GA genomes");
+    expect_f32(fitness, "GA fitness");
+    expect_f32(next, "GA next generation");
+    expect_cuda(parents, DType::I64, "GA parents");
+    check_ga_generation(genomes, fitness, parents, next, h);
+    LETHE_CUDA_NS::ga_next_generation(genomes.f32(), fitness.f32(), parents.i64(), next.f32(), h, stream());
+  }
+
   std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
                                                     const std::vector<int64_t>& bounds) override {
     expect_f32(target, "compare target");

@@ -23,13 +23,15 @@
 // - softmax.cu: softmax_xent_forward_kernel, softmax_xent_backward_kernel, softmax_kernel, log_softmax_kernel,
 //   argmax_rows_kernel;
 // - optim.cu: sgd_step_kernel, adam_step_kernel, ascent_step_kernel (the unlearning update); random.cu:
-//   fill_uniform_kernel, fill_normal_kernel;
+//   fill_uniform_kernel, fill_normal_kernel; ga.cu: ga_fitness_kernel, ga_elites_kernel, ga_tournament_kernel,
+//   ga_breed_kernel (the black-box inversion's genetic algorithm);
 // - im2col.cu: im2col_kernel, col2im_kernel, nchw_to_columns_kernel, columns_to_nchw_kernel (the LETHE_CONV=gemm
 //   convolution path);
 // - compare.cu: compare_items_kernel (every group size 16, 8, 4, 2, 1, float4 and scalar loads),
 //   compare_segments_kernel (compare_params).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -583,6 +585,66 @@ CUDA_CASE("Philox fills give the cpu's streams") {
     sim().fill_normal(sn, 0.5f, 2.0f, 42, 9);
     cpu().fill_normal(cn, 0.5f, 2.0f, 42, 9);
     expect_match(sn, cn, kFma, "fill_normal");
+    check_guards();
+  }
+}
+
+// The GA's operators take only exactly rounded steps (kernels/ga.h), so from the same population, fitness and seed the
+// simulated CUDA kernels must breed the CPU's next generation bit for bit, parents included; fitness values have
+// ties and NaNs so the ranking rules are exercised too.
+CUDA_CASE("GA operators breed the cpu's next generation bit for bit") {
+  Rng rng(61);
+  struct Shape3 {
+    int64_t classes, population, genes;
+  };
+  for (const Shape3 sh : {Shape3{1, 1, 1}, Shape3{3, 37, 50}, Shape3{10, 64, 196}, Shape3{2, 300, 257}}) {
+    for (const kernels::Crossover cross : {kernels::Crossover::Uniform, kernels::Crossover::Blend}) {
+      for (const int64_t elites : {int64_t{0}, int64_t{3}, sh.population}) {
+        kernels::GaHyper h;
+        h.classes = sh.classes;
+        h.population = sh.population;
+        h.genes = sh.genes;
+        h.elites = std::min(elites, sh.population);
+        h.tournament = elites == 3 ? 1 : 3;
+        h.crossover = cross;
+        h.mutation_rate = 0.3f;
+        h.sigma = 0.2f;
+        h.seed = 99;
+        h.generation = 5;
+        INFO("K = ", h.classes, ", P = ", h.population, ", G = ", h.genes, ", elites = ", h.elites,
+             ", blend = ", cross == kernels::Crossover::Blend);
+        const int64_t members = h.classes * h.population;
+        Tensor genomes = rand_t({members, h.genes}, rng, 0.0f, 1.0f);
+        Tensor fitness = rand_t({members}, rng, -3.0f, 0.0f);
+        std::vector<float> fit_values(static_cast<size_t>(members));
+        copy_bytes(fit_values.data(), Device::CPU, fitness.raw(), Device::CPU, fitness.nbytes());
+        for (size_t i = 0; i + 7 < fit_values.size(); i += 7) fit_values[i + 1] = fit_values[i];  // ties
+        if (members > 5) fit_values[5] = std::numeric_limits<float>::quiet_NaN();
+        test::set_values(fitness, fit_values);
+
+        Tensor s_parents = out(Device::CUDA, {members, 2}, DType::I64);
+        Tensor c_parents = out(Device::CPU, {members, 2}, DType::I64);
+        Tensor s_next = out(Device::CUDA, {members, h.genes}), c_next = out(Device::CPU, {members, h.genes});
+        sim().ga_next_generation(on(Device::CUDA, genomes), on(Device::CUDA, fitness), s_parents, s_next, h);
+        cpu().ga_next_generation(genomes, fitness, c_parents, c_next, h);
+        expect_match(s_parents, c_parents, kExact, "GA parents");
+        expect_match(s_next, c_next, kExact, "GA next generation");
+        check_guards();
+      }
+    }
+  }
+}
+
+CUDA_CASE("GA fitness extraction gives the cpu's log p_k") {
+  Rng rng(62);
+  for (const int64_t population : {int64_t{1}, int64_t{37}, int64_t{1024}}) {
+    INFO("P = ", population);
+    const int64_t classes = 10, rows = classes * population;
+    const Tensor logits = rand_t({rows, classes}, rng, -8.0f, 8.0f);
+    Tensor s_fit = out(Device::CUDA, {rows}), c_fit = out(Device::CPU, {rows});
+    sim().ga_fitness(on(Device::CUDA, logits), population, s_fit);
+    cpu().ga_fitness(logits, population, c_fit);
+    expect_match(s_fit, c_fit, kExact, "GA fitness");
     check_guards();
   }
 }

@@ -8,6 +8,7 @@
 
 #include "kernels/compare.h"
 #include "kernels/elementwise.h"
+#include "kernels/ga.h"
 #include "kernels/geometry.h"
 
 namespace lethe::kernels::cpu {
@@ -113,6 +114,14 @@ double ascent_step(float* params, const float* grads, int64_t n, const AscentHyp
 // thread count: items are summed in a fixed structure (see kernels/compare.h).
 void compare_params(const float* target, const float* aux, int64_t n_aux, int64_t ld, const ComparePlan& plan,
                     SegmentStats* out, int threads);
+
+// ---- genetic algorithm (kernels/ga.h): fitness[r] = log p_{r / population} of logits row r ([rows, num_logits]);
+// the next generation from genomes [K·P, G] and fitness [K·P]: parents [K·P, 2] (indices within the population; an
+// elite slot names its member twice) and next [K·P, G].
+void ga_fitness(const float* logits, float* fitness, int64_t rows, int64_t num_logits, int64_t population,
+                int threads);
+void ga_next_generation(const float* genomes, const float* fitness, int64_t* parents, float* next,
+                        const GaHyper& h, int threads);
 
 // ---- Philox fills
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads);

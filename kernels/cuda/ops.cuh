@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/elementwise.h"
+#include "kernels/ga.h"
 #include "kernels/geometry.h"
 
 namespace lethe::LETHE_CUDA_NS {
@@ -129,5 +130,11 @@ void compare_params(const float* target, const float* aux, int64_t n_aux, int64_
 // ---- labels
 // *bad = 1 if any label lies outside [0, k).
 void check_labels(const int64_t* labels, int64_t n, int64_t k, int* bad, cudaStream_t stream);
+
+// ---- ga.cu: the genetic algorithm's operators (kernels/ga.h), shapes as the CPU twins in kernels/cpu/cpu_ops.h
+void ga_fitness(const float* logits, float* fitness, int64_t rows, int64_t num_logits, int64_t population,
+                cudaStream_t stream);
+void ga_next_generation(const float* genomes, const float* fitness, int64_t* parents, float* next,
+                        const kernels::GaHyper& h, cudaStream_t stream);
 
 }  // namespace lethe::LETHE_CUDA_NS
