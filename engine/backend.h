@@ -48,6 +48,10 @@ class Backend {
   virtual double dot(const Tensor& a, const Tensor& b) = 0;           // Σ a·b in double, deterministic order
   virtual double sum_squares(const Tensor& a) = 0;
 
+  virtual void clamp(Tensor& y, float lo, float hi) = 0;              // y = min(max(y, lo), hi); NaN stays NaN
+  // The inversion attack's image prior: dx += ∇(tv·TV(x) + l2·‖x‖²), x [N, C, H, W] (kernels::image_prior_grad).
+  virtual void add_image_prior_grad(const Tensor& x, Tensor& dx, float tv, float l2) = 0;
+
   // --- fixed per-channel input normalisation: y = (x - mean[c]) / std[c]; backward dx = dy / std[c]
   virtual void normalize_forward(const Tensor& x, const Tensor& mean, const Tensor& inv_std, Tensor& y) = 0;
   virtual void normalize_backward(const Tensor& dy, const Tensor& inv_std, Tensor& dx) = 0;

@@ -76,6 +76,18 @@ class CpuBackend final : public Backend {
     k::axpy(alpha, x.f32(), y.f32(), x.numel(), threads_);
   }
   void scale(Tensor& y, float alpha) override { k::scale(y.f32(), y.numel(), alpha, threads_); }
+  void clamp(Tensor& y, float lo, float hi) override {
+    expect_cpu_f32(y, "clamp target");
+    k::clamp(y.f32(), y.numel(), lo, hi, threads_);
+  }
+  void add_image_prior_grad(const Tensor& x, Tensor& dx, float tv, float l2) override {
+    expect_cpu_f32(x, "image prior x");
+    expect_cpu_f32(dx, "image prior dx");
+    LETHE_CHECK(x.ndim() == 4, "image prior: x must be [N, C, H, W]");
+    expect_shape(dx, x.shape(), "image prior dx");
+    LETHE_CHECK(dx.raw() != x.raw(), "image prior: dx must not alias x");
+    k::add_image_prior_grad(x.f32(), dx.f32(), x.numel(), x.dim(2), x.dim(3), tv, l2, threads_);
+  }
   double dot(const Tensor& a, const Tensor& b) override {
     expect_same_numel(a, b, "dot");
     return k::dot(a.f32(), b.f32(), a.numel(), threads_);

@@ -355,6 +355,18 @@ class CudaBackend final : public Backend {
     expect_f32(y, "scale target");
     LETHE_CUDA_NS::scale(y.f32(), y.numel(), alpha, stream());
   }
+  void clamp(Tensor& y, float lo, float hi) override {
+    expect_f32(y, "clamp target");
+    LETHE_CUDA_NS::clamp(y.f32(), y.numel(), lo, hi, stream());
+  }
+  void add_image_prior_grad(const Tensor& x, Tensor& dx, float tv, float l2) override {
+    expect_f32(x, "image prior x");
+    expect_f32(dx, "image prior dx");
+    LETHE_CHECK(x.ndim() == 4, "image prior: x must be [N, C, H, W]");
+    expect_shape(dx, x.shape(), "image prior dx");
+    LETHE_CHECK(dx.raw() != x.raw(), "image prior: dx must not alias x");
+    LETHE_CUDA_NS::add_image_prior_grad(x.f32(), dx.f32(), x.numel(), x.dim(2), x.dim(3), tv, l2, stream());
+  }
   double dot(const Tensor& a, const Tensor& b) override {
     expect_f32(a, "dot a");
     expect_f32(b, "dot b");

@@ -34,6 +34,23 @@ LETHE_HD float batchnorm_train_dx(float dy, float xhat, float gamma, float invst
   return gamma * invstd * (dy - sum_dy / count - xhat * sum_dy_xhat / count);
 }
 
+// Projection onto [lo, hi]; NaN stays NaN (a box constraint must not hide a diverged value).
+LETHE_HD float clamp_value(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// The gradient of the inversion attack's image prior tv·TV(x) + l2·‖x‖² at element i of a stack of H×W planes, where
+// TV(x) = Σ over horizontal and vertical neighbour pairs (a, b) within a plane of (a - b)²: each pair the element
+// belongs to contributes 2·tv·(x_i - neighbour), and the L2 term 2·l2·x_i.
+LETHE_HD float image_prior_grad(const float* x, int64_t i, int64_t height, int64_t width, float tv, float l2) {
+  const int64_t col = i % width, row = (i / width) % height;
+  const float v = x[i];
+  float diff = 0.0f;
+  if (col > 0) diff += v - x[i - 1];
+  if (col + 1 < width) diff += v - x[i + 1];
+  if (row > 0) diff += v - x[i - width];
+  if (row + 1 < height) diff += v - x[i + width];
+  return 2.0f * tv * diff + 2.0f * l2 * v;
+}
+
 struct SgdHyper {
   float lr, momentum, dampening, weight_decay;
   bool nesterov, first_step;

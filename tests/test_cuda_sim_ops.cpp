@@ -12,8 +12,9 @@
 // in any order, while a wrong index or a dropped term gives ≥ 1e-4 on random inputs.
 //
 // Every custom kernel runs here through the op that launches it (kernels/cuda/):
-// - elementwise.cu: fill_kernel, add_kernel, axpy_kernel, scale_kernel, relu_forward_kernel, relu_backward_kernel,
-//   normalize_forward_kernel, normalize_backward_kernel, bias_activation_kernel (linear/conv bias + fused ReLU);
+// - elementwise.cu: fill_kernel, add_kernel, axpy_kernel, scale_kernel, clamp_kernel, add_image_prior_grad_kernel,
+//   relu_forward_kernel, relu_backward_kernel, normalize_forward_kernel, normalize_backward_kernel,
+//   bias_activation_kernel (linear/conv bias + fused ReLU);
 // - reduce.cu: dot_partials_kernel, sum_f64_kernel (dot, sum_squares), clip_by_norm_kernel (clip_grad_norm),
 //   channel_partials_kernel, channel_finish_kernel, accumulate_channel_sums_kernel (bias and BatchNorm gradients),
 //   check_labels_kernel (softmax cross-entropy with bad labels);
@@ -585,6 +586,23 @@ CUDA_CASE("Philox fills give the cpu's streams") {
     sim().fill_normal(sn, 0.5f, 2.0f, 42, 9);
     cpu().fill_normal(cn, 0.5f, 2.0f, 42, 9);
     expect_match(sn, cn, kFma, "fill_normal");
+    check_guards();
+  }
+}
+
+CUDA_CASE("clamp and the image prior's gradient give the cpu's values") {
+  Rng rng(63);
+  for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{3, 1, 28, 28}, Shape{5, 3, 17, 9}}) {
+    INFO("shape ", shape[0], "x", shape[1], "x", shape[2], "x", shape[3]);
+    const Tensor x = rand_t(shape, rng, -0.5f, 1.5f), dx = rand_t(shape, rng);
+    Tensor s_dx = on(Device::CUDA, dx), c_dx = dx.clone();
+    sim().add_image_prior_grad(on(Device::CUDA, x), s_dx, 0.3f, 0.01f);
+    cpu().add_image_prior_grad(x, c_dx, 0.3f, 0.01f);
+    expect_match(s_dx, c_dx, kFma, "image prior gradient");
+    Tensor s_y = on(Device::CUDA, x), c_y = x.clone();
+    sim().clamp(s_y, 0.0f, 1.0f);
+    cpu().clamp(c_y, 0.0f, 1.0f);
+    expect_match(s_y, c_y, kExact, "clamp");
     check_guards();
   }
 }

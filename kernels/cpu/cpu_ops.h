@@ -55,6 +55,10 @@ void axpy(float alpha, const float* x, float* y, int64_t n, int threads);
 void scale(float* y, int64_t n, float alpha, int threads);
 // Deterministic for any thread count: fixed-size blocks summed in double, then combined in order.
 double dot(const float* a, const float* b, int64_t n, int threads);
+void clamp(float* y, int64_t n, float lo, float hi, int threads);
+// dx[i] += image_prior_grad(x, i, ...) over n elements of H×W planes (x and dx never alias).
+void add_image_prior_grad(const float* x, float* dx, int64_t n, int64_t height, int64_t width, float tv, float l2,
+                          int threads);
 void relu_forward(const float* x, float* y, int64_t n, int threads);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, int threads);
 // Per-channel: y = (x - mean[c]) * inv_std[c]; dx = dy * inv_std[c]. x is [n, c, hw].

@@ -91,6 +91,17 @@ double dot(const float* a, const float* b, int64_t n, int threads) {
   return total;
 }
 
+void clamp(float* y, int64_t n, float lo, float hi, int threads) {
+#pragma omp parallel for num_threads(team(n, threads)) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = clamp_value(y[i], lo, hi);
+}
+
+void add_image_prior_grad(const float* x, float* dx, int64_t n, int64_t height, int64_t width, float tv, float l2,
+                          int threads) {
+#pragma omp parallel for num_threads(team(n, threads)) schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] += image_prior_grad(x, i, height, width, tv, l2);
+}
+
 void relu_forward(const float* x, float* y, int64_t n, int threads) {
 #pragma omp parallel for num_threads(team(n, threads)) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = relu(x[i]);

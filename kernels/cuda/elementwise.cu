@@ -31,6 +31,16 @@ __global__ void scale_kernel(float* y, int64_t n, float alpha) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] *= alpha;
 }
 
+__global__ void clamp_kernel(float* y, int64_t n, float lo, float hi) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = kernels::clamp_value(y[i], lo, hi);
+}
+
+__global__ void add_image_prior_grad_kernel(const float* __restrict__ x, float* __restrict__ dx, int64_t n,
+                                            int64_t height, int64_t width, float tv, float l2) {
+  for (int64_t i = first_index(); i < n; i += grid_stride())
+    dx[i] += kernels::image_prior_grad(x, i, height, width, tv, l2);
+}
+
 __global__ void relu_forward_kernel(const float* x, float* y, int64_t n) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = kernels::relu(x[i]);
 }
@@ -78,6 +88,16 @@ void axpy(float alpha, const float* x, float* y, int64_t n, cudaStream_t stream)
 
 void scale(float* y, int64_t n, float alpha, cudaStream_t stream) {
   if (n > 0) LETHE_LAUNCH(scale_kernel, grid_for(n), kBlock, 0, stream, y, n, alpha);
+}
+
+void clamp(float* y, int64_t n, float lo, float hi, cudaStream_t stream) {
+  if (n > 0) LETHE_LAUNCH(clamp_kernel, grid_for(n), kBlock, 0, stream, y, n, lo, hi);
+}
+
+void add_image_prior_grad(const float* x, float* dx, int64_t n, int64_t height, int64_t width, float tv, float l2,
+                          cudaStream_t stream) {
+  if (n > 0)
+    LETHE_LAUNCH(add_image_prior_grad_kernel, grid_for(n), kBlock, 0, stream, x, dx, n, height, width, tv, l2);
 }
 
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {

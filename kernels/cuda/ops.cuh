@@ -17,6 +17,9 @@ void fill(float* y, int64_t n, float value, cudaStream_t stream);
 void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream);
 void axpy(float alpha, const float* x, float* y, int64_t n, cudaStream_t stream);
 void scale(float* y, int64_t n, float alpha, cudaStream_t stream);
+void clamp(float* y, int64_t n, float lo, float hi, cudaStream_t stream);
+void add_image_prior_grad(const float* x, float* dx, int64_t n, int64_t height, int64_t width, float tv, float l2,
+                          cudaStream_t stream);
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream);
 // x is [n, c, hw]: y = (x - mean[c]) * inv_std[c]; dx = dy * inv_std[c].
