@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attacks/classifiers.h"
+#include "attacks/work_cache.h"
 #include "datasets/splits.h"
 #include "datasets/unrelated.h"
 #include "engine/data.h"
@@ -86,18 +87,14 @@ struct ShadowSet {
   static ShadowSet from_json(const nlohmann::json& j, const std::string& source);
 };
 
-struct ParamAttackResult {
+struct ParamAttackResult : CacheCounts {
   std::vector<int64_t> predicted;  // sorted class ids
   std::vector<double> scores;      // per class, higher: more likely forgotten (kmeans/youden: the scaled score; tree:
                                    // P(forgotten))
   ClassFeatures features;
   nlohmann::json calibration;      // the fitted threshold or tree, or the k-means clusters
-  int64_t models_trained = 0, models_cached = 0;
   double seconds = 0;
 };
-
-// Progress of the long parts (auxiliary and shadow models): a line for each step.
-using AttackLogFn = std::function<void(const std::string& message)>;
 
 // The attack. `aux` is D_aux; `work_dir` caches the auxiliary and shadow models (empty: nothing is cached).
 ParamAttackResult run_param_attack(const Model& target, const Dataset& aux, const ParamAttackConfig& cfg,

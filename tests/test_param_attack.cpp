@@ -25,12 +25,6 @@ Backend& cpu() {
   return *be;
 }
 
-std::unique_ptr<Model> copy_of(const Model& m) {
-  auto c = make_model_uninitialised(m.spec(), m.backend());
-  c->copy_state_from(m);
-  return c;
-}
-
 // A small MLP whose classifier is fc [kClasses, 8]: rows and biases set by hand.
 std::unique_ptr<Model> mlp_with_classifier(const std::vector<std::vector<float>>& rows, const std::vector<float>& bias) {
   const Dataset d = test::synthetic_dataset(8, kClasses, 1);
