@@ -1,5 +1,5 @@
 // `lethe attack`: the label-leakage attacks against an unlearned model. `attack param` is Zheng et al.'s
-// parameter-based attack (attacks/param.h). An attack sees the target's weights and the attacker's own data only:
+// parameter-based attack (attacks/param.h), `attack invert` their inversion attacks (attacks/invert.h). An attack sees the target's weights and the attacker's own data only:
 // the forget spec and the unlearning record in the target's metadata are never read.
 #include <unistd.h>
 
@@ -11,10 +11,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "attacks/invert.h"
 #include "attacks/param.h"
+#include "datasets/png_grid.h"
 #include "datasets/registry.h"
 #include "nets/model_io.h"
 #include "tools/common.h"
+#include "tools/progress.h"
 
 namespace lethe::cli {
 namespace {
@@ -36,9 +39,10 @@ std::vector<std::string> expand_all(const std::vector<std::string>& given, const
 
 // The attacker's D_aux: the auxiliary part of its split file, or of the split recorded in the target with the forget
 // spec dropped (attacker_split).
-Dataset attacker_aux(const ParamOptions& o, const Model& target, const Dataset& full_train, const Dataset& full_test) {
-  const SplitSpec fallback = attacks::attacker_split(target.metadata(), o.target);
-  const ResolvedSplit split = resolve_split(o.part, fallback, o.target + " (split, without its forget spec)",
+Dataset attacker_aux(const PartOptions& part, const std::string& target_path, const Model& target,
+                     const Dataset& full_train, const Dataset& full_test) {
+  const SplitSpec fallback = attacks::attacker_split(target.metadata(), target_path);
+  const ResolvedSplit split = resolve_split(part, fallback, target_path + " (split, without its forget spec)",
                                             full_train, full_test);
   return select_part(split, "aux", full_train, full_test);
 }
@@ -92,7 +96,7 @@ int run_param(ParamOptions o, const GlobalOptions& g) {
   const Dataset full_train = load_dataset(ref, Split::Train, load);
   const Dataset full_test = load_dataset(ref, Split::Test, load);
   check_data_fits_model(full_train, target->spec(), o.target);
-  const Dataset aux = attacker_aux(o, *target, full_train, full_test);
+  const Dataset aux = attacker_aux(o.part, o.target, *target, full_train, full_test);
   note(g, "attacker's auxiliary data: " + group_digits(aux.size()) + " images of " + full_train.name);
 
   // Several combinations share the auxiliary and shadow models through the work directory (a temporary one if none
@@ -121,6 +125,101 @@ int run_param(ParamOptions o, const GlobalOptions& g) {
           attacks::run_param_attack(*target, aux, cfg, work, [&](const std::string& m) { note(g, m); });
       print_result(r, cfg, o, full_train, g);
     }
+  return 0;
+}
+
+struct InvertOptions {
+  std::string target, work, images;
+  DataOptions data;
+  PartOptions part;
+  attacks::InversionConfig cfg;
+  std::vector<std::string> criteria = {cfg.criterion};
+  std::string crossover = "blend";
+};
+
+void print_inversion(const attacks::InversionResult& r, const attacks::InversionConfig& cfg, const InvertOptions& o,
+                     const std::string& image_path, const Dataset& data, const GlobalOptions& g) {
+  if (g.json) {
+    const nlohmann::json j = {{"attack", "invert"},
+                              {"mode", cfg.mode},
+                              {"criterion", cfg.criterion},
+                              {"source", cfg.source},
+                              {"predicted", r.predicted},
+                              {"scores", r.scores},
+                              {"confidence", r.confidence},
+                              {"entropy", r.entropy},
+                              {"source_confidence", r.source_confidence},
+                              {"queries", r.queries},
+                              {"forget_count", cfg.forget_count},
+                              {"images", image_path},
+                              {"config", cfg.to_json()},
+                              {"models_trained", r.models_trained},
+                              {"models_cached", r.models_cached},
+                              {"target", o.target},
+                              {"seconds", r.seconds}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("%s-box inversion (prototypes from the %s), %s criterion:\n  class  p_k(target)  entropy  p_k(source)\n",
+              cfg.mode.c_str(), cfg.source.c_str(), cfg.criterion.c_str());
+  for (size_t c = 0; c < r.confidence.size(); ++c) {
+    const bool hit = std::find(r.predicted.begin(), r.predicted.end(), static_cast<int64_t>(c)) != r.predicted.end();
+    const std::string name = c < data.class_names.size() ? " (" + data.class_names[c] + ")" : "";
+    std::printf("  %5zu  %11.4f  %7.4f  %11.4f%s%s\n", c, r.confidence[c], r.entropy[c], r.source_confidence[c],
+                hit ? "  <- forgotten" : "", hit ? name.c_str() : "");
+  }
+  std::string list;
+  for (const int64_t c : r.predicted) list += (list.empty() ? "" : ",") + std::to_string(c);
+  std::printf("  predicted forgotten: %s  (%.1f s, %lld target queries)\n", list.c_str(), r.seconds,
+              static_cast<long long>(r.queries));
+  if (!image_path.empty()) std::printf("  prototypes: %s\n", image_path.c_str());
+}
+
+int run_invert(InvertOptions o, const GlobalOptions& g) {
+  o.cfg.seed = g.seed;
+  o.cfg.crossover = o.crossover == "uniform" ? kernels::Crossover::Uniform : kernels::Crossover::Blend;
+  const std::vector<std::string> criteria = expand_all(o.criteria, attacks::inversion_criteria());
+  o.cfg.criterion = criteria.front();
+
+  auto be = open_backend(g);
+  auto target = load_model(o.target, *be);
+  const DataRef ref = parse_data_ref(o.data.data);
+  const LoadOptions load = o.data.load_options();
+  const Dataset full_train = load_dataset(ref, Split::Train, load);
+  const Dataset full_test = load_dataset(ref, Split::Test, load);
+  check_data_fits_model(full_train, target->spec(), o.target);
+  std::optional<Dataset> aux;
+  if (o.cfg.source == "reference") {
+    aux = attacker_aux(o.part, o.target, *target, full_train, full_test);
+    note(g, "attacker's auxiliary data: " + group_digits(aux->size()) + " images of " + full_train.name);
+  }
+  if (!o.images.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.images, ec);
+    if (ec || !std::filesystem::is_directory(o.images))
+      throw UsageError("--images " + o.images + ": cannot create the directory (" + ec.message() + ")");
+  }
+
+  const int64_t total = o.cfg.mode == "white" ? o.cfg.steps : o.cfg.generations;
+  attacks::InversionResult r;
+  {
+    Progress bar(o.cfg.mode + "-box inversion", total, g.quiet);
+    r = attacks::run_inversion(*target, aux ? &*aux : nullptr, o.cfg, o.work,
+                               [&](const std::string& m) { note(g, m); },
+                               [&](int64_t done, int64_t) { bar.update(done); });
+  }
+  std::string image_path;
+  if (!o.images.empty()) {
+    const std::string stem = std::filesystem::path(o.target).stem().string();
+    image_path = (std::filesystem::path(o.images) / (stem + "-" + o.cfg.mode + "-" + o.cfg.source + ".png")).string();
+    write_png_grid(image_path, r.prototypes, r.prototypes.dim(0), 4);
+  }
+  for (const std::string& criterion : criteria) {
+    attacks::InversionConfig cfg = o.cfg;
+    cfg.criterion = criterion;
+    attacks::judge(r, cfg);
+    print_inversion(r, cfg, o, image_path, full_train, g);
+  }
   return 0;
 }
 
@@ -184,11 +283,84 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
   add_global_options(*param, g);
+
+  auto iv = std::make_shared<InvertOptions>();
+  CLI::App* invert = app->add_subcommand(
+      "invert", "Inversion attacks (Zheng et al.): which classes did the target forget, from class prototypes");
+  invert->add_option("--target", iv->target, "The unlearned model θ_u (.safetensors)")->required();
+  add_data_options(*invert, iv->data);
+  invert->add_option("--split", iv->part.split_file,
+                     "The attacker's split file; its aux part trains the reference model (default: the split recorded "
+                     "in the target, without its forget spec)");
+  invert->add_option("--mode", iv->cfg.mode, "white (gradients of the target) or black (its probabilities only)")
+      ->check(CLI::IsMember(attacks::inversion_modes()))
+      ->capture_default_str();
+  invert->add_option("--criterion", iv->criteria,
+                     "threshold (confidence below --tau) or entropy (most uncertain); a list or all judges the same "
+                     "prototypes by each (--json: one object per line)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"threshold", "entropy", "all"}))
+      ->capture_default_str();
+  invert->add_option("--source", iv->cfg.source,
+                     "Prototypes from the target, or from a reference model trained on the attacker's data")
+      ->check(CLI::IsMember(attacks::inversion_sources()))
+      ->capture_default_str();
+  invert->add_option("--forget-count", iv->cfg.forget_count, "How many classes were forgotten, if known (0: unknown)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--tau", iv->cfg.tau, "Threshold criterion: forgotten if the target's confidence is below")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->capture_default_str();
+  invert->add_option("--restarts", iv->cfg.restarts, "White-box: random starts per class")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
+      ->capture_default_str();
+  invert->add_option("--steps", iv->cfg.steps, "White-box: Adam steps")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  invert->add_option("--lr", iv->cfg.lr, "White-box: Adam's rate on the pixels")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  invert->add_option("--tv", iv->cfg.tv, "White-box: weight of the squared total variation")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--l2", iv->cfg.l2, "White-box: weight of the pixels' squared norm")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--population", iv->cfg.population, "Black-box: images per class population (P)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))
+      ->capture_default_str();
+  invert->add_option("--generations", iv->cfg.generations, "Black-box: generations (one batched query each)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  invert->add_option("--elites", iv->cfg.elites, "Black-box: best members kept unchanged")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--tournament", iv->cfg.tournament, "Black-box: tournament size")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
+      ->capture_default_str();
+  invert->add_option("--crossover", iv->crossover, "Black-box: uniform or blend (BLX-alpha)")
+      ->check(CLI::IsMember({"uniform", "blend"}))
+      ->capture_default_str();
+  invert->add_option("--blend-alpha", iv->cfg.blend_alpha, "Black-box: BLX alpha")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--mutation-rate", iv->cfg.mutation_rate, "Black-box: probability a gene mutates")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->capture_default_str();
+  invert->add_option("--sigma", iv->cfg.sigma, "Black-box: initial mutation scale")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  invert->add_option("--sigma-decay", iv->cfg.sigma_decay, "Black-box: sigma's factor per generation")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->capture_default_str();
+  invert->add_option("--reference-epochs", iv->cfg.reference_epochs, "Reference model: training epochs on D_aux")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  invert->add_option("--work", iv->work, "Cache directory for the reference model (reused across attacks)");
+  invert->add_option("--images", iv->images, "Write the prototypes as a PNG grid into this directory");
+  add_global_options(*invert, g);
   add_global_options(*app, g);
 
-  return {app, [o, &g, param] {
+  return {app, [o, iv, &g, param, invert] {
             if (param->parsed()) return run_param(*o, g);
-            throw UsageError("lethe attack: name an attack (param)");
+            if (invert->parsed()) return run_invert(*iv, g);
+            throw UsageError("lethe attack: name an attack (param or invert)");
           }};
 }
 

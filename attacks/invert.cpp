@@ -1,0 +1,292 @@
+#include "attacks/invert.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "attacks/param.h"
+#include "engine/error.h"
+#include "engine/trainer.h"
+#include "nets/nets.h"
+
+namespace lethe::attacks {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Philox streams of the attack's random starts.
+constexpr uint64_t kWhiteStartStream = 0x494e5657;  // "INVW"
+constexpr uint64_t kBlackStartStream = 0x494e5642;  // "INVB"
+
+Tensor upload(const Tensor& host, Device device) {
+  Tensor t = Tensor::empty(host.shape(), host.dtype(), device);
+  copy_bytes(t.raw(), device, host.raw(), Device::CPU, host.nbytes());
+  return t;
+}
+
+// Softmax of each logits row, in double on the host.
+std::vector<std::vector<double>> probabilities(const Tensor& logits) {
+  const std::vector<float> z = logits.to_vector();
+  const int64_t rows = logits.dim(0), k = logits.dim(1);
+  std::vector<std::vector<double>> p(static_cast<size_t>(rows), std::vector<double>(static_cast<size_t>(k)));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = z.data() + r * k;
+    const double m = *std::max_element(row, row + k);
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += p[r][j] = std::exp(static_cast<double>(row[j]) - m);
+    for (double& v : p[r]) v /= sum;
+  }
+  return p;
+}
+
+// The prototypes of the K classes on the source model, on its device: [K, C, H, W].
+struct Prototypes {
+  Tensor images;
+  std::vector<double> source_confidence;
+  int64_t source_queries = 0;  // images the source model processed
+};
+
+// Gradient ascent on log p_k(x) for K·R candidates at once; each class keeps its most confident restart.
+Prototypes white_box(Model& source, const InversionConfig& cfg, const InversionProgressFn& progress) {
+  Backend& be = source.backend();
+  const ModelSpec& s = source.spec();
+  const int64_t k = s.num_classes, r = cfg.restarts, n = k * r;
+  Tensor x = Tensor::empty(s.input_shape(n), DType::F32, be.device());
+  be.fill_uniform(x, 0.0f, 1.0f, cfg.seed, kWhiteStartStream);
+  std::vector<int64_t> wanted(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) wanted[static_cast<size_t>(i)] = i / r;  // candidate i belongs to class i / R
+  const Tensor labels = upload(Tensor::from_labels(wanted), be.device());
+  Tensor dx;
+  Tensor m = Tensor::zeros(x.shape(), DType::F32, be.device()), v = Tensor::zeros(x.shape(), DType::F32, be.device());
+  for (int64_t step = 1; step <= cfg.steps; ++step) {
+    // input_gradient is of the mean cross-entropy, -mean log p_k: times N, each image's own -∇ log p_k.
+    const double loss = source.input_gradient(x, labels, dx);
+    if (!std::isfinite(loss)) throw InputError("white-box inversion: the loss is not finite (the model holds NaN?)");
+    be.scale(dx, static_cast<float>(n));
+    be.add_image_prior_grad(x, dx, cfg.tv, cfg.l2);
+    const kernels::AdamHyper h{cfg.lr,  0.9f, 0.999f, 1e-8f, 0.0f, false,
+                               1.0f - std::pow(0.9f, static_cast<float>(step)),
+                               std::sqrt(1.0f - std::pow(0.999f, static_cast<float>(step)))};
+    be.adam_step(x, dx, m, v, h);
+    be.clamp(x, 0.0f, 1.0f);
+    if (progress) progress(step, cfg.steps);
+  }
+  Tensor logits;
+  source.infer_logits(x, logits);
+  const std::vector<std::vector<double>> p = probabilities(logits);
+  Prototypes out;
+  out.images = Tensor::empty(s.input_shape(k), DType::F32, be.device());
+  out.source_queries = (cfg.steps + 1) * n;
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t best = c * r;
+    for (int64_t i = c * r + 1; i < (c + 1) * r; ++i)
+      if (p[i][c] > p[best][c]) best = i;
+    Tensor slot = out.images.rows(c, 1);
+    be.copy(x.rows(best, 1), slot);
+    out.source_confidence.push_back(p[best][c]);
+  }
+  return out;
+}
+
+// The genetic algorithm: K populations of P images evolve together, one batched query per generation; each class
+// keeps the fittest image it has ever seen.
+Prototypes black_box(Model& source, const InversionConfig& cfg, const InversionProgressFn& progress) {
+  Backend& be = source.backend();
+  const ModelSpec& s = source.spec();
+  const int64_t k = s.num_classes, p = cfg.population, members = k * p;
+  const int64_t genes = s.channels * s.height * s.width;
+  Tensor genomes = Tensor::empty({members, genes}, DType::F32, be.device());
+  Tensor next = Tensor::empty({members, genes}, DType::F32, be.device());
+  Tensor fitness = Tensor::empty({members}, DType::F32, be.device());
+  Tensor parents = Tensor::empty({members, 2}, DType::I64, be.device());
+  Tensor logits;
+  be.fill_uniform(genomes, 0.0f, 1.0f, cfg.seed, kBlackStartStream);
+
+  kernels::GaHyper h;
+  h.classes = k;
+  h.population = p;
+  h.genes = genes;
+  h.elites = cfg.elites;
+  h.tournament = cfg.tournament;
+  h.crossover = cfg.crossover;
+  h.blend_alpha = cfg.blend_alpha;
+  h.mutation_rate = cfg.mutation_rate;
+  h.seed = cfg.seed;
+
+  Prototypes out;
+  out.images = Tensor::empty(s.input_shape(k), DType::F32, be.device());
+  std::vector<double> best(static_cast<size_t>(k), -std::numeric_limits<double>::infinity());
+  for (int64_t g = 0; g < cfg.generations; ++g) {
+    source.infer_logits(genomes.reshape(s.input_shape(members)), logits);
+    out.source_queries += members;
+    be.ga_fitness(logits, p, fitness);
+    const std::vector<float> fit = fitness.to_vector();
+    for (int64_t c = 0; c < k; ++c) {
+      int64_t fittest = -1;
+      for (int64_t i = c * p; i < (c + 1) * p; ++i)
+        if (fit[i] > (fittest < 0 ? best[c] : fit[fittest])) fittest = i;  // NaN never improves
+      if (fittest < 0) continue;
+      best[c] = fit[fittest];
+      Tensor slot = out.images.rows(c, 1);
+      be.copy(genomes.rows(fittest, 1), slot);
+    }
+    if (g + 1 < cfg.generations) {
+      h.generation = static_cast<uint64_t>(g);
+      h.sigma = cfg.sigma * std::pow(cfg.sigma_decay, static_cast<float>(g));
+      be.ga_next_generation(genomes, fitness, parents, next, h);
+      std::swap(genomes, next);
+    }
+    if (progress) progress(g + 1, cfg.generations);
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    if (!std::isfinite(best[c])) throw InputError("black-box inversion: no finite fitness (the model holds NaN?)");
+    out.source_confidence.push_back(std::exp(best[c]));
+  }
+  return out;
+}
+
+// The attacker's reference model: lethe train's recipe on D_aux, cached in the work directory.
+std::unique_ptr<Model> reference_model(const Model& target, const Dataset& aux, const InversionConfig& cfg,
+                                       WorkCache& cache) {
+  const ModelSpec& spec = target.spec();
+  TrainConfig recipe;
+  recipe.epochs = cfg.reference_epochs;
+  recipe.batch = 128;
+  recipe.optim.lr = 0.05f;
+  recipe.optim.momentum = 0.9f;
+  recipe.schedule.kind = "cosine";
+  recipe.schedule.total_epochs = recipe.epochs;
+  recipe.seed = cfg.seed;
+  const nlohmann::json key = {{"arch", spec.arch},
+                              {"shape", {spec.channels, spec.height, spec.width}},
+                              {"classes", spec.num_classes},
+                              {"data", data_hash(aux)},
+                              {"recipe", recipe.to_json()}};
+  return cache.model("reference", key, target.backend(), [&] {
+    auto m = make_model(spec, target.backend(), cfg.seed);
+    train(*m, aux, recipe);
+    return m;
+  });
+}
+
+void check_config(const Model& target, const Dataset* aux, const InversionConfig& cfg) {
+  auto one_of = [](const std::vector<std::string>& names, const std::string& v) {
+    return std::find(names.begin(), names.end(), v) != names.end();
+  };
+  if (!one_of(inversion_modes(), cfg.mode)) throw UsageError("unknown --mode '" + cfg.mode + "' (white or black)");
+  if (!one_of(inversion_criteria(), cfg.criterion))
+    throw UsageError("unknown --criterion '" + cfg.criterion + "' (threshold or entropy)");
+  if (!one_of(inversion_sources(), cfg.source))
+    throw UsageError("unknown --source '" + cfg.source + "' (target or reference)");
+  const int64_t k = target.spec().num_classes;
+  if (cfg.forget_count < 0 || cfg.forget_count >= k)
+    throw UsageError("--forget-count must be in [1, " + std::to_string(k - 1) + "] (0: unknown)");
+  if (!(cfg.tau > 0.0f && cfg.tau <= 1.0f)) throw UsageError("--tau must be in (0, 1]");
+  if (cfg.restarts < 1 || cfg.steps < 1 || !(cfg.lr > 0.0f))
+    throw UsageError("white-box: --restarts and --steps must be >= 1 and --lr > 0");
+  if (!(cfg.tv >= 0.0f) || !(cfg.l2 >= 0.0f)) throw UsageError("white-box: --tv and --l2 must be >= 0");
+  if (cfg.population < 2 || cfg.generations < 1 || cfg.elites < 0 || cfg.elites >= cfg.population ||
+      cfg.tournament < 1)
+    throw UsageError("black-box: --population >= 2, --generations >= 1, 0 <= --elites < population, "
+                     "--tournament >= 1");
+  if (!(cfg.mutation_rate >= 0.0f && cfg.mutation_rate <= 1.0f) || !(cfg.sigma >= 0.0f) ||
+      !(cfg.sigma_decay > 0.0f && cfg.sigma_decay <= 1.0f) || !(cfg.blend_alpha >= 0.0f))
+    throw UsageError("black-box: --mutation-rate in [0, 1], --sigma >= 0, --sigma-decay in (0, 1], "
+                     "--blend-alpha >= 0");
+  if (cfg.source == "reference") {
+    if (!aux || aux->size() == 0) throw UsageError("--source reference needs the attacker's auxiliary data");
+    if (aux->num_classes != k)
+      throw UsageError("the auxiliary data has " + std::to_string(aux->num_classes) + " classes, the target " +
+                       std::to_string(k));
+    if (cfg.reference_epochs < 1) throw UsageError("--reference-epochs must be >= 1");
+  }
+}
+
+}  // namespace
+
+nlohmann::json InversionConfig::to_json() const {
+  return {{"mode", mode},
+          {"criterion", criterion},
+          {"source", source},
+          {"forget_count", forget_count},
+          {"tau", tau},
+          {"white", {{"restarts", restarts}, {"steps", steps}, {"lr", lr}, {"tv", tv}, {"l2", l2}}},
+          {"black",
+           {{"population", population},
+            {"generations", generations},
+            {"elites", elites},
+            {"tournament", tournament},
+            {"crossover", crossover == kernels::Crossover::Blend ? "blend" : "uniform"},
+            {"blend_alpha", blend_alpha},
+            {"mutation_rate", mutation_rate},
+            {"sigma", sigma},
+            {"sigma_decay", sigma_decay}}},
+          {"reference_epochs", reference_epochs},
+          {"seed", seed}};
+}
+
+const std::vector<std::string>& inversion_modes() {
+  static const std::vector<std::string> names = {"white", "black"};
+  return names;
+}
+const std::vector<std::string>& inversion_criteria() {
+  static const std::vector<std::string> names = {"threshold", "entropy"};
+  return names;
+}
+const std::vector<std::string>& inversion_sources() {
+  static const std::vector<std::string> names = {"target", "reference"};
+  return names;
+}
+
+void judge(InversionResult& result, const InversionConfig& cfg) {
+  const size_t k = result.confidence.size();
+  LETHE_CHECK(result.entropy.size() == k && k > 0, "judge: the target's view of every prototype is needed");
+  std::vector<bool> positive(k, false);
+  result.scores.clear();
+  for (size_t c = 0; c < k; ++c) {
+    if (cfg.criterion == "threshold") {
+      result.scores.push_back(1.0 - result.confidence[c]);
+      positive[c] = result.confidence[c] < cfg.tau;
+    } else {
+      result.scores.push_back(result.entropy[c]);
+    }
+  }
+  result.predicted = decide(result.scores, positive, cfg.forget_count);
+}
+
+InversionResult run_inversion(Model& target, const Dataset* aux, const InversionConfig& cfg,
+                              const std::string& work_dir, const AttackLogFn& log,
+                              const InversionProgressFn& progress) {
+  const auto t0 = Clock::now();
+  check_config(target, aux, cfg);
+  InversionResult result;
+  WorkCache cache(work_dir, result, log);
+  std::unique_ptr<Model> reference;
+  if (cfg.source == "reference") reference = reference_model(target, *aux, cfg, cache);
+  Model& source = reference ? *reference : target;
+
+  const Prototypes protos = cfg.mode == "white" ? white_box(source, cfg, progress) : black_box(source, cfg, progress);
+  result.source_confidence = protos.source_confidence;
+  if (!reference) result.queries += protos.source_queries;
+
+  // The target's view of each prototype.
+  Tensor logits;
+  target.infer_logits(protos.images, logits);
+  const int64_t k = target.spec().num_classes;
+  result.queries += k;
+  const std::vector<std::vector<double>> p = probabilities(logits);
+  for (int64_t c = 0; c < k; ++c) {
+    double h = 0;
+    for (double q : p[c])
+      if (q > 0) h -= q * std::log(q);
+    result.confidence.push_back(p[c][c]);
+    result.entropy.push_back(h);
+  }
+  judge(result, cfg);
+  result.prototypes = protos.images.to_cpu();
+  result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace lethe::attacks

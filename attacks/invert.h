@@ -1,0 +1,92 @@
+#pragma once
+// Inversion-based label leakage (Zheng et al.; ../shared/research/attacks.md §A): synthesise one prototype image per
+// class, show each to the unlearned target, and name the class whose prototype the target does not recognise.
+//
+//   1. prototypes, from the target itself or from the attacker's reference model (trained on D_aux):
+//      - white-box: gradient ascent on log p_k(x) in pixel space with Adam, a TV + L2 prior and the [0, 1] box, all
+//        K·R candidates (K classes × R restarts) as one batch per step; each class keeps its most confident restart;
+//      - black-box: a genetic algorithm that reads only output probabilities, the K populations of P images evolving
+//        together (one batched query of K·P images per generation; kernels/ga.h);
+//   2. the target's prediction on each class's prototype: its confidence p_k and the entropy of the whole profile;
+//   3. the criterion: `threshold`, the classes whose confidence stays below τ (else the least confident), or
+//      `entropy`, the classes with the most uncertain prediction (top m).
+//
+// The attack reads the target's weights (white-box from the target) or only its probabilities (black-box, or any
+// reference-sourced run), never its metadata's forget spec or unlearning record.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "attacks/work_cache.h"
+#include "engine/data.h"
+#include "engine/model.h"
+#include "kernels/ga.h"
+
+namespace lethe::attacks {
+
+struct InversionConfig {
+  std::string mode = "white";          // "white" | "black"
+  std::string criterion = "threshold";  // "threshold" | "entropy"
+  std::string source = "target";       // "target" | "reference" (trained on D_aux, then its prototypes shown to
+                                       // the target)
+  int64_t forget_count = 1;            // m; 0: unknown (threshold: the classes below tau; entropy: the top one)
+  float tau = 0.5f;                    // threshold criterion: forgotten iff confidence < tau
+
+  // White-box: Adam on the input.
+  int64_t restarts = 4;
+  int64_t steps = 200;
+  float lr = 0.05f;
+  float tv = 0.005f;   // weight of the squared total variation
+  float l2 = 0.0005f;  // weight of ‖x‖²
+
+  // Black-box: the genetic algorithm (sigma decays by sigma_decay per generation).
+  int64_t population = 256;
+  int64_t generations = 100;
+  int64_t elites = 4;
+  int64_t tournament = 3;
+  kernels::Crossover crossover = kernels::Crossover::Blend;
+  float blend_alpha = 0.3f;
+  float mutation_rate = 0.05f;
+  float sigma = 0.2f;
+  float sigma_decay = 0.98f;
+
+  // The reference model (source = reference): lethe train's recipe on D_aux for this many epochs.
+  int reference_epochs = 5;
+
+  uint64_t seed = 0;
+  nlohmann::json to_json() const;
+};
+
+const std::vector<std::string>& inversion_modes();       // {"white", "black"}
+const std::vector<std::string>& inversion_criteria();    // {"threshold", "entropy"}
+const std::vector<std::string>& inversion_sources();     // {"target", "reference"}
+
+struct InversionResult : CacheCounts {
+  std::vector<int64_t> predicted;   // sorted class ids
+  std::vector<double> scores;       // per class, higher: more likely forgotten (threshold: 1 - confidence; entropy:
+                                    // the entropy)
+  std::vector<double> confidence;   // the target's p_k on class k's prototype
+  std::vector<double> entropy;      // the entropy (nats) of the target's prediction on class k's prototype
+  std::vector<double> source_confidence;  // p_k on the model the prototypes were optimised on
+  Tensor prototypes;                // CPU [K, C, H, W] in [0, 1], class k's prototype in row k
+  int64_t queries = 0;              // images the target was shown (black-box and reference runs)
+  double seconds = 0;
+};
+
+// Applies cfg's criterion (criterion, tau, forget_count) to the target's view of the prototypes (confidence,
+// entropy), filling scores and predicted. Criteria are cheap: one synthesis can be judged by each in turn.
+void judge(InversionResult& result, const InversionConfig& cfg);
+
+// Per-step progress: done out of total steps (white) or generations (black).
+using InversionProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+// The attack on `target`. `aux` (D_aux) is needed only for source = reference; `work_dir` caches the reference model
+// (empty: nothing is cached).
+InversionResult run_inversion(Model& target, const Dataset* aux, const InversionConfig& cfg,
+                              const std::string& work_dir, const AttackLogFn& log = {},
+                              const InversionProgressFn& progress = {});
+
+}  // namespace lethe::attacks
