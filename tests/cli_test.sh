@@ -58,7 +58,7 @@ write_safetensors_raw() {
 lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
-for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param"; do
+for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param" "attack invert"; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -436,6 +436,59 @@ assert a == b, "the prediction changed with the recorded ground truth"
   expect "attack param on a target without split metadata exits 2" 2 "no split"
   lethe "${attack_args[@]}" --target "$tmp/missing.safetensors"
   expect "attack param on a missing target exits 3" 3 "missing.safetensors"
+
+  # The inversion attacks: both criteria judge one set of prototypes (one JSON object each), the PNG grid is written,
+  # the recorded ground truth changes nothing, and bad options exit 2.
+  invert_args=(attack invert --data "cifar10:$cdir" --steps 5 --restarts 1 --population 8 --generations 3)
+  for mode in white black; do
+    lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --mode "$mode" --criterion all \
+      --images "$tmp/protos" --json
+    if [ "$rc" -eq 0 ] && python3 -c '
+import json, os, sys
+rows = [json.loads(line) for line in sys.stdin]
+assert [r["criterion"] for r in rows] == ["threshold", "entropy"], rows
+for r in rows:
+    for key in ("attack", "mode", "criterion", "predicted", "scores", "queries", "seconds", "images"):
+        assert key in r, "missing key " + key
+    assert r["attack"] == "invert" and r["mode"] == sys.argv[1] and len(r["scores"]) == 10, r
+    assert len(r["predicted"]) == 1 and r["queries"] > 0, r
+    with open(r["images"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", "not a PNG"
+' "$mode" <"$tmp/out"; then
+      pass "attack invert --mode $mode --criterion all --json: one object per criterion, PNG prototypes written"
+    else
+      fail "attack invert --mode $mode (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+    fi
+  done
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --mode black --json
+  cp "$tmp/out" "$tmp/invert_a.jsonl"
+  lethe "${invert_args[@]}" --target "$tmp/target_swapped.safetensors" --mode black --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "target", "images")}
+a = [strip(json.loads(line)) for line in open(sys.argv[1])]
+b = [strip(json.loads(line)) for line in sys.stdin]
+assert a == b, "the prediction changed with the recorded ground truth"
+' "$tmp/invert_a.jsonl" <"$tmp/out"; then
+    pass "attack invert: rewriting the target's recorded forget class and method changes nothing"
+  else
+    fail "attack invert with swapped metadata (exit $rc): $(stderr_excerpt)"
+  fi
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --source reference --reference-epochs 1 \
+    --work "$tmp/work"
+  if [ "$rc" -eq 0 ] && grep -q "predicted forgotten: " "$tmp/out" && grep -q "10 target queries" "$tmp/out"; then
+    pass "attack invert --source reference trains the reference on D_aux and shows the target only the prototypes"
+  else
+    fail "attack invert --source reference (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --mode grey
+  expect "attack invert --mode grey exits 2" 2 "grey"
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --elites 8
+  expect "attack invert --elites equal to the population exits 2" 2 "elites"
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --forget-count 10
+  expect "attack invert --forget-count 10 (every class) exits 2" 2 "--forget-count"
+  lethe "${invert_args[@]}" --target "$tmp/missing.safetensors"
+  expect "attack invert on a missing target exits 3" 3 "missing.safetensors"
 
   # Corrupt files in each format: exit 3 with the file's name in the message.
   cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"
