@@ -47,102 +47,27 @@ struct Prototypes {
   int64_t source_queries = 0;  // images the source model processed
 };
 
-// Gradient ascent on log p_k(x) for K·R candidates at once; each class keeps its most confident restart.
 Prototypes white_box(Model& source, const InversionConfig& cfg, const InversionProgressFn& progress) {
-  Backend& be = source.backend();
-  const ModelSpec& s = source.spec();
-  const int64_t k = s.num_classes, r = cfg.restarts, n = k * r;
-  Tensor x = Tensor::empty(s.input_shape(n), DType::F32, be.device());
-  be.fill_uniform(x, 0.0f, 1.0f, cfg.seed, kWhiteStartStream);
-  std::vector<int64_t> wanted(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) wanted[static_cast<size_t>(i)] = i / r;  // candidate i belongs to class i / R
-  const Tensor labels = upload(Tensor::from_labels(wanted), be.device());
-  Tensor dx;
-  Tensor m = Tensor::zeros(x.shape(), DType::F32, be.device()), v = Tensor::zeros(x.shape(), DType::F32, be.device());
+  WhiteBoxSearch search(source, cfg);
   for (int64_t step = 1; step <= cfg.steps; ++step) {
-    // input_gradient is of the mean cross-entropy, -mean log p_k: times N, each image's own -∇ log p_k.
-    const double loss = source.input_gradient(x, labels, dx);
-    if (!std::isfinite(loss)) throw InputError("white-box inversion: the loss is not finite (the model holds NaN?)");
-    be.scale(dx, static_cast<float>(n));
-    be.add_image_prior_grad(x, dx, cfg.tv, cfg.l2);
-    const kernels::AdamHyper h{cfg.lr,  0.9f, 0.999f, 1e-8f, 0.0f, false,
-                               1.0f - std::pow(0.9f, static_cast<float>(step)),
-                               std::sqrt(1.0f - std::pow(0.999f, static_cast<float>(step)))};
-    be.adam_step(x, dx, m, v, h);
-    be.clamp(x, 0.0f, 1.0f);
+    search.step();
     if (progress) progress(step, cfg.steps);
   }
-  Tensor logits;
-  source.infer_logits(x, logits);
-  const std::vector<std::vector<double>> p = probabilities(logits);
   Prototypes out;
-  out.images = Tensor::empty(s.input_shape(k), DType::F32, be.device());
-  out.source_queries = (cfg.steps + 1) * n;
-  for (int64_t c = 0; c < k; ++c) {
-    int64_t best = c * r;
-    for (int64_t i = c * r + 1; i < (c + 1) * r; ++i)
-      if (p[i][c] > p[best][c]) best = i;
-    Tensor slot = out.images.rows(c, 1);
-    be.copy(x.rows(best, 1), slot);
-    out.source_confidence.push_back(p[best][c]);
-  }
+  out.images = search.prototypes(out.source_confidence);
+  out.source_queries = search.queries();
   return out;
 }
 
-// The genetic algorithm: K populations of P images evolve together, one batched query per generation; each class
-// keeps the fittest image it has ever seen.
 Prototypes black_box(Model& source, const InversionConfig& cfg, const InversionProgressFn& progress) {
-  Backend& be = source.backend();
-  const ModelSpec& s = source.spec();
-  const int64_t k = s.num_classes, p = cfg.population, members = k * p;
-  const int64_t genes = s.channels * s.height * s.width;
-  Tensor genomes = Tensor::empty({members, genes}, DType::F32, be.device());
-  Tensor next = Tensor::empty({members, genes}, DType::F32, be.device());
-  Tensor fitness = Tensor::empty({members}, DType::F32, be.device());
-  Tensor parents = Tensor::empty({members, 2}, DType::I64, be.device());
-  Tensor logits;
-  be.fill_uniform(genomes, 0.0f, 1.0f, cfg.seed, kBlackStartStream);
-
-  kernels::GaHyper h;
-  h.classes = k;
-  h.population = p;
-  h.genes = genes;
-  h.elites = cfg.elites;
-  h.tournament = cfg.tournament;
-  h.crossover = cfg.crossover;
-  h.blend_alpha = cfg.blend_alpha;
-  h.mutation_rate = cfg.mutation_rate;
-  h.seed = cfg.seed;
-
+  GeneticSearch search(source, cfg);
+  for (int64_t g = 1; g <= cfg.generations; ++g) {
+    search.generation(/*breed=*/g < cfg.generations);
+    if (progress) progress(g, cfg.generations);
+  }
   Prototypes out;
-  out.images = Tensor::empty(s.input_shape(k), DType::F32, be.device());
-  std::vector<double> best(static_cast<size_t>(k), -std::numeric_limits<double>::infinity());
-  for (int64_t g = 0; g < cfg.generations; ++g) {
-    source.infer_logits(genomes.reshape(s.input_shape(members)), logits);
-    out.source_queries += members;
-    be.ga_fitness(logits, p, fitness);
-    const std::vector<float> fit = fitness.to_vector();
-    for (int64_t c = 0; c < k; ++c) {
-      int64_t fittest = -1;
-      for (int64_t i = c * p; i < (c + 1) * p; ++i)
-        if (fit[i] > (fittest < 0 ? best[c] : fit[fittest])) fittest = i;  // NaN never improves
-      if (fittest < 0) continue;
-      best[c] = fit[fittest];
-      Tensor slot = out.images.rows(c, 1);
-      be.copy(genomes.rows(fittest, 1), slot);
-    }
-    if (g + 1 < cfg.generations) {
-      h.generation = static_cast<uint64_t>(g);
-      h.sigma = cfg.sigma * std::pow(cfg.sigma_decay, static_cast<float>(g));
-      be.ga_next_generation(genomes, fitness, parents, next, h);
-      std::swap(genomes, next);
-    }
-    if (progress) progress(g + 1, cfg.generations);
-  }
-  for (int64_t c = 0; c < k; ++c) {
-    if (!std::isfinite(best[c])) throw InputError("black-box inversion: no finite fitness (the model holds NaN?)");
-    out.source_confidence.push_back(std::exp(best[c]));
-  }
+  out.images = search.prototypes(out.source_confidence);
+  out.source_queries = search.queries();
   return out;
 }
 
@@ -204,6 +129,116 @@ void check_config(const Model& target, const Dataset* aux, const InversionConfig
 }
 
 }  // namespace
+
+WhiteBoxSearch::WhiteBoxSearch(Model& source, const InversionConfig& cfg) : source_(source), cfg_(cfg) {
+  Backend& be = source.backend();
+  const ModelSpec& s = source.spec();
+  const int64_t n = s.num_classes * cfg.restarts;
+  x_ = Tensor::empty(s.input_shape(n), DType::F32, be.device());
+  be.fill_uniform(x_, 0.0f, 1.0f, cfg.seed, kWhiteStartStream);
+  std::vector<int64_t> wanted(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) wanted[static_cast<size_t>(i)] = i / cfg.restarts;  // candidate i: class i / R
+  labels_ = upload(Tensor::from_labels(wanted), be.device());
+  m_ = Tensor::zeros(x_.shape(), DType::F32, be.device());
+  v_ = Tensor::zeros(x_.shape(), DType::F32, be.device());
+}
+
+void WhiteBoxSearch::step() {
+  Backend& be = source_.backend();
+  const int64_t n = x_.dim(0);
+  ++steps_;
+  // input_gradient is of the mean cross-entropy, -mean log p_k: times N, each image's own -∇ log p_k.
+  const double loss = source_.input_gradient(x_, labels_, dx_);
+  if (!std::isfinite(loss)) throw InputError("white-box inversion: the loss is not finite (the model holds NaN?)");
+  be.scale(dx_, static_cast<float>(n));
+  be.add_image_prior_grad(x_, dx_, cfg_.tv, cfg_.l2);
+  const float t = static_cast<float>(steps_);
+  const kernels::AdamHyper h{cfg_.lr, 0.9f, 0.999f, 1e-8f, 0.0f, false, 1.0f - std::pow(0.9f, t),
+                             std::sqrt(1.0f - std::pow(0.999f, t))};
+  be.adam_step(x_, dx_, m_, v_, h);
+  be.clamp(x_, 0.0f, 1.0f);
+}
+
+Tensor WhiteBoxSearch::prototypes(std::vector<double>& confidence) {
+  Backend& be = source_.backend();
+  const ModelSpec& s = source_.spec();
+  const int64_t k = s.num_classes, r = cfg_.restarts;
+  Tensor logits;
+  source_.infer_logits(x_, logits);
+  ++evaluations_;
+  const std::vector<std::vector<double>> p = probabilities(logits);
+  Tensor images = Tensor::empty(s.input_shape(k), DType::F32, be.device());
+  confidence.clear();
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t best = c * r;
+    for (int64_t i = c * r + 1; i < (c + 1) * r; ++i)
+      if (p[i][c] > p[best][c]) best = i;
+    Tensor slot = images.rows(c, 1);
+    be.copy(x_.rows(best, 1), slot);
+    confidence.push_back(p[best][c]);
+  }
+  return images;
+}
+
+int64_t WhiteBoxSearch::queries() const { return (steps_ + evaluations_) * x_.dim(0); }
+
+GeneticSearch::GeneticSearch(Model& source, const InversionConfig& cfg) : source_(source), cfg_(cfg) {
+  Backend& be = source.backend();
+  const ModelSpec& s = source.spec();
+  const int64_t k = s.num_classes, members = k * cfg.population;
+  const int64_t genes = s.channels * s.height * s.width;
+  genomes_ = Tensor::empty({members, genes}, DType::F32, be.device());
+  next_ = Tensor::empty({members, genes}, DType::F32, be.device());
+  fitness_ = Tensor::empty({members}, DType::F32, be.device());
+  parents_ = Tensor::empty({members, 2}, DType::I64, be.device());
+  be.fill_uniform(genomes_, 0.0f, 1.0f, cfg.seed, kBlackStartStream);
+  best_images_ = Tensor::empty(s.input_shape(k), DType::F32, be.device());
+  best_fitness_.assign(static_cast<size_t>(k), -std::numeric_limits<double>::infinity());
+
+  hyper_.classes = k;
+  hyper_.population = cfg.population;
+  hyper_.genes = genes;
+  hyper_.elites = cfg.elites;
+  hyper_.tournament = cfg.tournament;
+  hyper_.crossover = cfg.crossover;
+  hyper_.blend_alpha = cfg.blend_alpha;
+  hyper_.mutation_rate = cfg.mutation_rate;
+  hyper_.seed = cfg.seed;
+}
+
+void GeneticSearch::generation(bool breed) {
+  Backend& be = source_.backend();
+  const ModelSpec& s = source_.spec();
+  const int64_t k = s.num_classes, p = cfg_.population, members = k * p;
+  source_.infer_logits(genomes_.reshape(s.input_shape(members)), logits_);
+  queries_ += members;
+  be.ga_fitness(logits_, p, fitness_);
+  const std::vector<float> fit = fitness_.to_vector();
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t fittest = -1;
+    for (int64_t i = c * p; i < (c + 1) * p; ++i)
+      if (fit[i] > (fittest < 0 ? best_fitness_[c] : fit[fittest])) fittest = i;  // NaN never improves
+    if (fittest < 0) continue;
+    best_fitness_[c] = fit[fittest];
+    Tensor slot = best_images_.rows(c, 1);
+    be.copy(genomes_.rows(fittest, 1), slot);
+  }
+  if (breed) {
+    hyper_.sigma = cfg_.sigma * std::pow(cfg_.sigma_decay, static_cast<float>(hyper_.generation));
+    be.ga_next_generation(genomes_, fitness_, parents_, next_, hyper_);
+    std::swap(genomes_, next_);
+    ++hyper_.generation;
+  }
+}
+
+Tensor GeneticSearch::prototypes(std::vector<double>& confidence) const {
+  confidence.clear();
+  for (double f : best_fitness_) {
+    if (!std::isfinite(f)) throw InputError("black-box inversion: no finite fitness (the model holds NaN?)");
+    confidence.push_back(std::exp(f));
+  }
+  return best_images_;
+}
 
 nlohmann::json InversionConfig::to_json() const {
   return {{"mode", mode},

@@ -80,6 +80,44 @@ struct InversionResult : CacheCounts {
 // entropy), filling scores and predicted. Criteria are cheap: one synthesis can be judged by each in turn.
 void judge(InversionResult& result, const InversionConfig& cfg);
 
+// The white-box search, one step at a time (run_inversion drives it; the bench times step()): K·R candidates from
+// uniform noise, each step one batched forward and backward through `source` (-∇ log p_k of each candidate), the
+// TV + L2 prior, Adam on the pixels, then the [0, 1] box.
+class WhiteBoxSearch {
+ public:
+  WhiteBoxSearch(Model& source, const InversionConfig& cfg);
+  void step();
+  // Each class's most confident restart, [K, C, H, W] on the source's device; `confidence`: its p_k on the source.
+  Tensor prototypes(std::vector<double>& confidence);
+  int64_t queries() const;  // images the source processed
+
+ private:
+  Model& source_;
+  InversionConfig cfg_;
+  Tensor x_, labels_, dx_, m_, v_;
+  int64_t steps_ = 0, evaluations_ = 0;
+};
+
+// The genetic algorithm, one generation at a time: K populations of P images evolve together, one batched query of
+// K·P images per generation; each class keeps the fittest image it has ever seen.
+class GeneticSearch {
+ public:
+  GeneticSearch(Model& source, const InversionConfig& cfg);
+  // Queries the current generation, updates each class's best, then (if `breed`) breeds the next generation.
+  void generation(bool breed = true);
+  // Each class's fittest image so far, [K, C, H, W] on the source's device; `confidence`: its p_k on the source.
+  Tensor prototypes(std::vector<double>& confidence) const;
+  int64_t queries() const { return queries_; }
+
+ private:
+  Model& source_;
+  InversionConfig cfg_;
+  kernels::GaHyper hyper_;
+  Tensor genomes_, next_, fitness_, parents_, logits_, best_images_;
+  std::vector<double> best_fitness_;
+  int64_t queries_ = 0;
+};
+
 // Per-step progress: done out of total steps (white) or generations (black).
 using InversionProgressFn = std::function<void(int64_t done, int64_t total)>;
 
