@@ -40,6 +40,33 @@ std::vector<std::vector<double>> probabilities(const Tensor& logits) {
   return p;
 }
 
+PrototypeView view_of(Model& model, const Tensor& images) {
+  Tensor logits;
+  model.infer_logits(images, logits);
+  const std::vector<std::vector<double>> p = probabilities(logits);
+  PrototypeView v;
+  for (size_t c = 0; c < p.size(); ++c) {
+    double h = 0, others = 0;
+    for (size_t j = 0; j < p[c].size(); ++j) {
+      if (p[c][j] > 0) h -= p[c][j] * std::log(p[c][j]);
+      if (j != c) others += p[c][j];  // 1 - p_c without the cancellation
+    }
+    v.confidence.push_back(p[c][c]);
+    v.log_odds.push_back(std::log(p[c][c]) - std::log(others));
+    v.entropy.push_back(h);
+  }
+  return v;
+}
+
+nlohmann::json view_json(const PrototypeView& v) {
+  return {{"confidence", v.confidence}, {"log_odds", v.log_odds}, {"entropy", v.entropy}};
+}
+
+PrototypeView view_from_json(const nlohmann::json& j) {
+  return {j.at("confidence").get<std::vector<double>>(), j.at("log_odds").get<std::vector<double>>(),
+          j.at("entropy").get<std::vector<double>>()};
+}
+
 // The prototypes of the K classes on the source model, on its device: [K, C, H, W].
 struct Prototypes {
   Tensor images;
@@ -73,7 +100,7 @@ Prototypes black_box(Model& source, const InversionConfig& cfg, const InversionP
 
 // The attacker's reference model: lethe train's recipe on D_aux, cached in the work directory.
 std::unique_ptr<Model> reference_model(const Model& target, const Dataset& aux, const InversionConfig& cfg,
-                                       WorkCache& cache) {
+                                       WorkCache& cache, nlohmann::json& key_out) {
   const ModelSpec& spec = target.spec();
   TrainConfig recipe;
   recipe.epochs = cfg.reference_epochs;
@@ -88,6 +115,7 @@ std::unique_ptr<Model> reference_model(const Model& target, const Dataset& aux, 
                               {"classes", spec.num_classes},
                               {"data", data_hash(aux)},
                               {"recipe", recipe.to_json()}};
+  key_out = key;
   return cache.model("reference", key, target.backend(), [&] {
     auto m = make_model(spec, target.backend(), cfg.seed);
     train(*m, aux, recipe);
@@ -119,8 +147,11 @@ void check_config(const Model& target, const Dataset* aux, const InversionConfig
       !(cfg.sigma_decay > 0.0f && cfg.sigma_decay <= 1.0f) || !(cfg.blend_alpha >= 0.0f))
     throw UsageError("black-box: --mutation-rate in [0, 1], --sigma >= 0, --sigma-decay in (0, 1], "
                      "--blend-alpha >= 0");
-  if (cfg.source == "reference") {
-    if (!aux || aux->size() == 0) throw UsageError("--source reference needs the attacker's auxiliary data");
+  if (!one_of(inversion_calibrations(), cfg.calibrate))
+    throw UsageError("unknown --calibrate '" + cfg.calibrate + "' (reference or none)");
+  if (cfg.source == "reference" || cfg.calibrate == "reference") {
+    if (!aux || aux->size() == 0)
+      throw UsageError("--source reference and --calibrate reference need the attacker's auxiliary data");
     if (aux->num_classes != k)
       throw UsageError("the auxiliary data has " + std::to_string(aux->num_classes) + " classes, the target " +
                        std::to_string(k));
@@ -244,6 +275,7 @@ nlohmann::json InversionConfig::to_json() const {
   return {{"mode", mode},
           {"criterion", criterion},
           {"source", source},
+          {"calibrate", calibrate},
           {"forget_count", forget_count},
           {"tau", tau},
           {"white", {{"restarts", restarts}, {"steps", steps}, {"lr", lr}, {"tv", tv}, {"l2", l2}}},
@@ -273,18 +305,27 @@ const std::vector<std::string>& inversion_sources() {
   static const std::vector<std::string> names = {"target", "reference"};
   return names;
 }
+const std::vector<std::string>& inversion_calibrations() {
+  static const std::vector<std::string> names = {"reference", "none"};
+  return names;
+}
 
 void judge(InversionResult& result, const InversionConfig& cfg) {
-  const size_t k = result.confidence.size();
-  LETHE_CHECK(result.entropy.size() == k && k > 0, "judge: the target's view of every prototype is needed");
+  const PrototypeView& t = result.target;
+  const size_t k = t.confidence.size();
+  LETHE_CHECK(k > 0 && t.log_odds.size() == k && t.entropy.size() == k,
+              "judge: the target's view of every prototype is needed");
+  const bool calibrated = !result.baseline.confidence.empty();
+  LETHE_CHECK(!calibrated || (result.baseline.log_odds.size() == k && result.baseline.entropy.size() == k),
+              "judge: the baseline must view every class");
   std::vector<bool> positive(k, false);
   result.scores.clear();
   for (size_t c = 0; c < k; ++c) {
     if (cfg.criterion == "threshold") {
-      result.scores.push_back(1.0 - result.confidence[c]);
-      positive[c] = result.confidence[c] < cfg.tau;
+      result.scores.push_back((calibrated ? result.baseline.log_odds[c] : 0.0) - t.log_odds[c]);
+      positive[c] = t.confidence[c] < cfg.tau;
     } else {
-      result.scores.push_back(result.entropy[c]);
+      result.scores.push_back(t.entropy[c] - (calibrated ? result.baseline.entropy[c] : 0.0));
     }
   }
   result.predicted = decide(result.scores, positive, cfg.forget_count);
@@ -298,25 +339,32 @@ InversionResult run_inversion(Model& target, const Dataset* aux, const Inversion
   InversionResult result;
   WorkCache cache(work_dir, result, log);
   std::unique_ptr<Model> reference;
-  if (cfg.source == "reference") reference = reference_model(target, *aux, cfg, cache);
-  Model& source = reference ? *reference : target;
+  nlohmann::json reference_key;
+  if (cfg.source == "reference" || cfg.calibrate == "reference")
+    reference = reference_model(target, *aux, cfg, cache, reference_key);
+  Model& source = cfg.source == "reference" ? *reference : target;
 
   const Prototypes protos = cfg.mode == "white" ? white_box(source, cfg, progress) : black_box(source, cfg, progress);
   result.source_confidence = protos.source_confidence;
-  if (!reference) result.queries += protos.source_queries;
+  if (&source == &target) result.queries += protos.source_queries;
+  result.target = view_of(target, protos.images);
+  result.queries += target.spec().num_classes;
 
-  // The target's view of each prototype.
-  Tensor logits;
-  target.infer_logits(protos.images, logits);
-  const int64_t k = target.spec().num_classes;
-  result.queries += k;
-  const std::vector<std::vector<double>> p = probabilities(logits);
-  for (int64_t c = 0; c < k; ++c) {
-    double h = 0;
-    for (double q : p[c])
-      if (q > 0) h -= q * std::log(q);
-    result.confidence.push_back(p[c][c]);
-    result.entropy.push_back(h);
+  if (cfg.calibrate == "reference") {
+    if (cfg.source == "reference") {
+      result.baseline = view_of(*reference, protos.images);  // the transfer gap: reference vs target, same images
+    } else {
+      // The same search on the reference model, whose every class is intact: each class's natural difficulty.
+      // It depends on the search's settings and the reference only, so every target attacked with them shares it.
+      nlohmann::json search = cfg.to_json();
+      for (const char* field : {"criterion", "forget_count", "tau", "calibrate"}) search.erase(field);
+      const nlohmann::json key = {{"reference", reference_key}, {"search", search}};
+      result.baseline = view_from_json(cache.json("baseline", key, [&] {
+        cache.say("baseline: the same " + cfg.mode + "-box search on the reference model");
+        const Prototypes own = cfg.mode == "white" ? white_box(*reference, cfg, {}) : black_box(*reference, cfg, {});
+        return view_json(view_of(*reference, own.images));
+      }));
+    }
   }
   judge(result, cfg);
   result.prototypes = protos.images.to_cpu();

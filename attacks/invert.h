@@ -34,6 +34,9 @@ struct InversionConfig {
                                        // the target)
   int64_t forget_count = 1;            // m; 0: unknown (threshold: the classes below tau; entropy: the top one)
   float tau = 0.5f;                    // threshold criterion: forgotten iff confidence < tau
+  // "reference": rank classes by the target's view relative to the reference model's view of its own prototypes
+  // (each class's natural difficulty cancels); "none": by the target's view alone.
+  std::string calibrate = "reference";
 
   // White-box: Adam on the input.
   int64_t restarts = 4;
@@ -53,8 +56,8 @@ struct InversionConfig {
   float sigma = 0.2f;
   float sigma_decay = 0.98f;
 
-  // The reference model (source = reference): lethe train's recipe on D_aux for this many epochs.
-  int reference_epochs = 5;
+  // The reference model (source = reference, or calibrate = reference): lethe train's recipe on D_aux.
+  int reference_epochs = 20;
 
   uint64_t seed = 0;
   nlohmann::json to_json() const;
@@ -63,13 +66,21 @@ struct InversionConfig {
 const std::vector<std::string>& inversion_modes();       // {"white", "black"}
 const std::vector<std::string>& inversion_criteria();    // {"threshold", "entropy"}
 const std::vector<std::string>& inversion_sources();     // {"target", "reference"}
+const std::vector<std::string>& inversion_calibrations();  // {"reference", "none"}
+
+// A model's view of one prototype per class: p_k on class k's prototype, its log-odds log p_k - log(1 - p_k) (no
+// saturation near 1) and the entropy (nats) of the whole prediction.
+struct PrototypeView {
+  std::vector<double> confidence, log_odds, entropy;
+};
 
 struct InversionResult : CacheCounts {
   std::vector<int64_t> predicted;   // sorted class ids
-  std::vector<double> scores;       // per class, higher: more likely forgotten (threshold: 1 - confidence; entropy:
-                                    // the entropy)
-  std::vector<double> confidence;   // the target's p_k on class k's prototype
-  std::vector<double> entropy;      // the entropy (nats) of the target's prediction on class k's prototype
+  // Per class, higher: more likely forgotten. Threshold: the log-odds deficit (baseline - target; uncalibrated:
+  // -log-odds); entropy: the entropy (calibrated: minus the baseline's).
+  std::vector<double> scores;
+  PrototypeView target;             // the target's view of the prototypes
+  PrototypeView baseline;           // calibrate = reference: the reference's view of its own prototypes (else empty)
   std::vector<double> source_confidence;  // p_k on the model the prototypes were optimised on
   Tensor prototypes;                // CPU [K, C, H, W] in [0, 1], class k's prototype in row k
   int64_t queries = 0;              // images the target was shown (black-box and reference runs)

@@ -37,8 +37,9 @@ struct GaHyper {
   uint64_t generation = 0;      // selects the Philox streams, so each generation draws fresh numbers
 };
 
-// Philox streams of one generation: selection, crossover and mutation never share a counter.
-enum class GaDraw : uint64_t { Tournament = 1, Crossover = 2, MutationCoin = 3, MutationNoise = 4 };
+// Philox streams of one generation: selection and breeding never share a counter. Breeding draws one block per gene
+// (crossover point, mutation coin and noise from its four words), a quarter of the cost of one block per draw.
+enum class GaDraw : uint64_t { Tournament = 1, Breed = 2 };
 LETHE_HD uint64_t ga_stream(const GaHyper& h, GaDraw draw) {
   return (h.generation << 8) | static_cast<uint64_t>(draw) | 0x4741000000000000ull;  // "GA" tag
 }
@@ -77,17 +78,17 @@ LETHE_HD int64_t ga_tournament(const float* fit, int64_t child, int which, const
   return best;
 }
 
-// N(0, 1), approximately: the Irwin-Hall sum of the four uniforms of one Philox block, centred and scaled to unit
-// variance (a smooth bell on [-2√3, 2√3]). Sums and one multiply only, so every backend rounds it the same way.
-LETHE_HD float ga_normal(uint64_t seed, uint64_t stream, uint64_t i) {
-  const Philox4 r = philox4x32_10(seed, i, stream);
-  const float sum = ((philox_u01(r.v[0]) + philox_u01(r.v[1])) + philox_u01(r.v[2])) + philox_u01(r.v[3]);
-  return (sum - 2.0f) * 1.7320508075688772f;
+// N(0, 1), approximately: the Irwin-Hall sum of four 16-bit uniforms (the halves of two Philox words), centred and
+// scaled to unit variance (a smooth bell on [-2√3, 2√3]). Integer sums and one multiply only, exact on every backend.
+LETHE_HD float ga_normal(uint32_t w0, uint32_t w1) {
+  const uint32_t sum = (w0 >> 16) + (w0 & 0xFFFFu) + (w1 >> 16) + (w1 & 0xFFFFu);  // < 2^18: exact in float
+  return (static_cast<float>(sum) * (1.0f / 65536.0f) - 2.0f) * 1.7320508075688772f;
 }
 
-// Gene j of the child bred from parent genes a and b; `slot` = child·G + j numbers the draws.
+// Gene j of the child bred from parent genes a and b; `slot` = child·G + j numbers the Philox block.
 LETHE_HD float ga_child_gene(float a, float b, uint64_t slot, const GaHyper& h) {
-  const float u = philox_uniform(h.seed, ga_stream(h, GaDraw::Crossover), slot);
+  const Philox4 r = philox4x32_10(h.seed, slot, ga_stream(h, GaDraw::Breed));
+  const float u = philox_u01(r.v[0]);
   float gene;
   if (h.crossover == Crossover::Uniform) {
     gene = u < 0.5f ? a : b;
@@ -96,8 +97,8 @@ LETHE_HD float ga_child_gene(float a, float b, uint64_t slot, const GaHyper& h) 
     // lo - α·d + u·(1 + 2α)·d
     gene = fmaf(u * fmaf(2.0f, h.blend_alpha, 1.0f), d, fmaf(-h.blend_alpha, d, lo));
   }
-  if (philox_uniform(h.seed, ga_stream(h, GaDraw::MutationCoin), slot) < h.mutation_rate)
-    gene = fmaf(h.sigma, ga_normal(h.seed, ga_stream(h, GaDraw::MutationNoise), slot), gene);
+  const float mutated = fmaf(h.sigma, ga_normal(r.v[2], r.v[3]), gene);
+  gene = philox_u01(r.v[1]) < h.mutation_rate ? mutated : gene;  // a select, so the CPU loop vectorises
   return fminf(fmaxf(gene, 0.0f), 1.0f);
 }
 

@@ -439,7 +439,8 @@ assert a == b, "the prediction changed with the recorded ground truth"
 
   # The inversion attacks: both criteria judge one set of prototypes (one JSON object each), the PNG grid is written,
   # the recorded ground truth changes nothing, and bad options exit 2.
-  invert_args=(attack invert --data "cifar10:$cdir" --steps 5 --restarts 1 --population 8 --generations 3)
+  invert_args=(attack invert --data "cifar10:$cdir" --steps 5 --restarts 1 --population 8 --generations 3
+               --reference-epochs 1 --work "$tmp/invert_work")
   for mode in white black; do
     lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --mode "$mode" --criterion all \
       --images "$tmp/protos" --json
@@ -474,8 +475,7 @@ assert a == b, "the prediction changed with the recorded ground truth"
   else
     fail "attack invert with swapped metadata (exit $rc): $(stderr_excerpt)"
   fi
-  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --source reference --reference-epochs 1 \
-    --work "$tmp/work"
+  lethe "${invert_args[@]}" --target "$tmp/target.safetensors" --source reference
   if [ "$rc" -eq 0 ] && grep -q "predicted forgotten: " "$tmp/out" && grep -q "10 target queries" "$tmp/out"; then
     pass "attack invert --source reference trains the reference on D_aux and shows the target only the prototypes"
   else

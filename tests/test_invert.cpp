@@ -56,6 +56,7 @@ const Scenario& scenario() {
 InversionConfig small(const std::string& mode) {
   InversionConfig cfg;
   cfg.mode = mode;
+  cfg.calibrate = "none";  // the reference model needs D_aux; the calibrated attack has its own test
   cfg.restarts = 2;
   cfg.steps = 60;
   cfg.lr = 0.1f;
@@ -73,15 +74,21 @@ TEST_CASE("invert: a class the model never learnt gets the prototype it does not
     CAPTURE(mode);
     InversionConfig cfg = small(mode);
     InversionResult r = run_inversion(*s.target, nullptr, cfg, "");
-    REQUIRE(r.confidence.size() == static_cast<size_t>(kClasses));
-    REQUIRE(r.entropy.size() == static_cast<size_t>(kClasses));
+    REQUIRE(r.target.confidence.size() == static_cast<size_t>(kClasses));
+    REQUIRE(r.target.entropy.size() == static_cast<size_t>(kClasses));
+    CHECK(r.baseline.confidence.empty());
     CHECK(r.prototypes.shape() == s.target->spec().input_shape(kClasses));
     CHECK(test::all_finite(r.prototypes));
     for (const float v : r.prototypes.to_vector()) CHECK((v >= 0.0f && v <= 1.0f));
     // Without another model in between, the source's and the target's confidence are the same numbers.
-    for (int64_t c = 0; c < kClasses; ++c) CHECK(r.source_confidence[c] == doctest::Approx(r.confidence[c]));
+    for (int64_t c = 0; c < kClasses; ++c) {
+      CHECK(r.source_confidence[c] == doctest::Approx(r.target.confidence[c]));
+      const double p = r.target.confidence[c];
+      CHECK(std::isfinite(r.target.log_odds[c]));  // also where 1 - p rounds to 0: it is summed, not subtracted
+      if (p < 0.999) CHECK(r.target.log_odds[c] == doctest::Approx(std::log(p / (1 - p))).epsilon(1e-6));
+    }
     // The learnt classes are easy to synthesise; the unlearnt one is not.
-    for (const int64_t c : {0, 2, 3}) CHECK(r.confidence[c] > r.confidence[1]);
+    for (const int64_t c : {0, 2, 3}) CHECK(r.target.confidence[c] > r.target.confidence[1]);
     CHECK(r.predicted == std::vector<int64_t>{1});
     const int64_t per_step = mode == "white" ? cfg.restarts * kClasses : cfg.population * kClasses;
     const int64_t rounds = mode == "white" ? cfg.steps + 1 : cfg.generations;  // white: the final selection too
@@ -95,8 +102,9 @@ TEST_CASE("invert: a class the model never learnt gets the prototype it does not
 
 TEST_CASE("invert: the criteria decide from confidence and entropy as documented") {
   InversionResult r;
-  r.confidence = {0.99, 0.2, 0.45, 0.97};
-  r.entropy = {0.01, 0.9, 1.2, 0.05};
+  r.target.confidence = {0.99, 0.2, 0.45, 0.97};
+  for (const double p : r.target.confidence) r.target.log_odds.push_back(std::log(p / (1 - p)));
+  r.target.entropy = {0.01, 0.9, 1.2, 0.05};
   InversionConfig cfg;
   cfg.forget_count = 1;
   judge(r, cfg);
@@ -115,6 +123,23 @@ TEST_CASE("invert: the criteria decide from confidence and entropy as documented
   cfg.forget_count = 2;
   judge(r, cfg);
   CHECK(r.predicted == std::vector<int64_t>{1, 2});
+
+  // Calibrated: the scores are the deficits against the baseline (log-odds, entropy), so a class that is hard for
+  // every model (2: low confidence, high entropy on the reference too) no longer stands out.
+  r.baseline.confidence = {0.99, 0.99, 0.5, 0.99};
+  r.baseline.log_odds = {4.6, 4.6, 0.0, 4.6};
+  r.baseline.entropy = {0.02, 0.02, 1.1, 0.02};
+  cfg.forget_count = 1;
+  judge(r, cfg);
+  CHECK(r.predicted == std::vector<int64_t>{1});
+  CHECK(r.scores[1] == doctest::Approx(0.9 - 0.02));
+  CHECK(r.scores[2] == doctest::Approx(1.2 - 1.1));
+  cfg.criterion = "threshold";
+  cfg.tau = 0.1f;
+  judge(r, cfg);
+  CHECK(r.predicted == std::vector<int64_t>{1});
+  CHECK(r.scores[1] == doctest::Approx(4.6 - std::log(0.2 / 0.8)));
+  CHECK(r.scores[2] == doctest::Approx(-std::log(0.45 / 0.55)));
 }
 
 TEST_CASE("invert: deterministic, and blind to the target's recorded ground truth") {
@@ -128,7 +153,7 @@ TEST_CASE("invert: deterministic, and blind to the target's recorded ground trut
     };
     const InversionResult a = with_story(1, "retrain"), b = with_story(3, "neggrad");
     CHECK(a.predicted == b.predicted);
-    CHECK(a.confidence == b.confidence);
+    CHECK(a.target.confidence == b.target.confidence);
     CHECK(test::bit_identical(test::to_doubles(a.prototypes), test::to_doubles(b.prototypes)));
   }
 }
@@ -145,12 +170,47 @@ TEST_CASE("invert: the reference model is trained once on D_aux and its prototyp
   CHECK(first.models_trained == 1);
   CHECK(second.models_trained == 0);
   CHECK(second.models_cached == 1);
-  CHECK(first.confidence == second.confidence);
+  CHECK(first.target.confidence == second.target.confidence);
   CHECK(first.queries == kClasses);  // the target only sees the final prototypes
   // The reference learnt class 1, so its prototype convinces the reference more than the target.
-  CHECK(first.source_confidence[1] > 2 * first.confidence[1]);
+  CHECK(first.source_confidence[1] > 2 * first.target.confidence[1]);
   CHECK(first.predicted == std::vector<int64_t>{1});
+  // Uncalibrated, no baseline; calibrated, the baseline is the reference's view of the same images.
+  CHECK(first.baseline.confidence.empty());
+  cfg.calibrate = "reference";
+  const InversionResult gap = run_inversion(*s.target, &s.aux, cfg, dir);
+  REQUIRE(gap.baseline.confidence.size() == static_cast<size_t>(kClasses));
+  for (int64_t c = 0; c < kClasses; ++c)
+    CHECK(gap.baseline.confidence[c] == doctest::Approx(gap.source_confidence[c]));
+  CHECK(gap.predicted == std::vector<int64_t>{1});
   CHECK_THROWS_AS(run_inversion(*s.target, nullptr, cfg, ""), UsageError);  // no D_aux
+}
+
+TEST_CASE("invert: calibrated by the same search on the reference model, computed once and cached") {
+  const Scenario& s = scenario();
+  const test::TempDir tmp("invert_baseline");
+  const std::string dir = (tmp.path() / "work").string();
+  for (const std::string mode : {"white", "black"}) {
+    CAPTURE(mode);
+    InversionConfig cfg = small(mode);
+    cfg.calibrate = "reference";
+    cfg.reference_epochs = 2;
+    const InversionResult first = run_inversion(*s.target, &s.aux, cfg, dir);
+    REQUIRE(first.baseline.log_odds.size() == static_cast<size_t>(kClasses));
+    // The baseline searched the reference, not the target: the target's own queries are unchanged.
+    const int64_t per_step = mode == "white" ? cfg.restarts * kClasses : cfg.population * kClasses;
+    CHECK(first.queries == (mode == "white" ? cfg.steps + 1 : cfg.generations) * per_step + kClasses);
+    CHECK(first.predicted == std::vector<int64_t>{1});
+    for (int64_t c = 0; c < kClasses; ++c)
+      CHECK(first.scores[c] == doctest::Approx(first.baseline.log_odds[c] - first.target.log_odds[c]));
+    // Another criterion or m reuses the cached baseline (same search settings).
+    cfg.criterion = "entropy";
+    cfg.forget_count = 0;
+    const InversionResult second = run_inversion(*s.target, &s.aux, cfg, dir);
+    CHECK(second.models_trained == 0);
+    CHECK(second.baseline.entropy == first.baseline.entropy);
+    CHECK(second.predicted == std::vector<int64_t>{1});
+  }
 }
 
 TEST_CASE("invert: bad configurations are usage errors") {

@@ -144,10 +144,14 @@ void print_inversion(const attacks::InversionResult& r, const attacks::Inversion
                               {"mode", cfg.mode},
                               {"criterion", cfg.criterion},
                               {"source", cfg.source},
+                              {"calibrate", cfg.calibrate},
                               {"predicted", r.predicted},
                               {"scores", r.scores},
-                              {"confidence", r.confidence},
-                              {"entropy", r.entropy},
+                              {"confidence", r.target.confidence},
+                              {"log_odds", r.target.log_odds},
+                              {"entropy", r.target.entropy},
+                              {"baseline_log_odds", r.baseline.log_odds},
+                              {"baseline_entropy", r.baseline.entropy},
                               {"source_confidence", r.source_confidence},
                               {"queries", r.queries},
                               {"forget_count", cfg.forget_count},
@@ -160,13 +164,15 @@ void print_inversion(const attacks::InversionResult& r, const attacks::Inversion
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("%s-box inversion (prototypes from the %s), %s criterion:\n  class  p_k(target)  entropy  p_k(source)\n",
-              cfg.mode.c_str(), cfg.source.c_str(), cfg.criterion.c_str());
-  for (size_t c = 0; c < r.confidence.size(); ++c) {
+  std::printf("%s-box inversion (prototypes from the %s, calibrated by: %s), %s criterion:\n"
+              "  class  p_k(target)  log-odds  entropy  p_k(source)    score\n",
+              cfg.mode.c_str(), cfg.source.c_str(), cfg.calibrate.c_str(), cfg.criterion.c_str());
+  for (size_t c = 0; c < r.target.confidence.size(); ++c) {
     const bool hit = std::find(r.predicted.begin(), r.predicted.end(), static_cast<int64_t>(c)) != r.predicted.end();
     const std::string name = c < data.class_names.size() ? " (" + data.class_names[c] + ")" : "";
-    std::printf("  %5zu  %11.4f  %7.4f  %11.4f%s%s\n", c, r.confidence[c], r.entropy[c], r.source_confidence[c],
-                hit ? "  <- forgotten" : "", hit ? name.c_str() : "");
+    std::printf("  %5zu  %11.4f  %8.2f  %7.4f  %11.4f  %7.3f%s%s\n", c, r.target.confidence[c], r.target.log_odds[c],
+                r.target.entropy[c], r.source_confidence[c], r.scores[c], hit ? "  <- forgotten" : "",
+                hit ? name.c_str() : "");
   }
   std::string list;
   for (const int64_t c : r.predicted) list += (list.empty() ? "" : ",") + std::to_string(c);
@@ -189,7 +195,7 @@ int run_invert(InvertOptions o, const GlobalOptions& g) {
   const Dataset full_test = load_dataset(ref, Split::Test, load);
   check_data_fits_model(full_train, target->spec(), o.target);
   std::optional<Dataset> aux;
-  if (o.cfg.source == "reference") {
+  if (o.cfg.source == "reference" || o.cfg.calibrate == "reference") {
     aux = attacker_aux(o.part, o.target, *target, full_train, full_test);
     note(g, "attacker's auxiliary data: " + group_digits(aux->size()) + " images of " + full_train.name);
   }
@@ -305,6 +311,11 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
                      "Prototypes from the target, or from a reference model trained on the attacker's data")
       ->check(CLI::IsMember(attacks::inversion_sources()))
       ->capture_default_str();
+  invert->add_option("--calibrate", iv->cfg.calibrate,
+                     "Rank classes relative to the reference model's view of its own prototypes (each class's natural "
+                     "difficulty cancels), or by the target's view alone")
+      ->check(CLI::IsMember(attacks::inversion_calibrations()))
+      ->capture_default_str();
   invert->add_option("--forget-count", iv->cfg.forget_count, "How many classes were forgotten, if known (0: unknown)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -349,7 +360,8 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
   invert->add_option("--sigma-decay", iv->cfg.sigma_decay, "Black-box: sigma's factor per generation")
       ->check(CLI::Range(0.0f, 1.0f))
       ->capture_default_str();
-  invert->add_option("--reference-epochs", iv->cfg.reference_epochs, "Reference model: training epochs on D_aux")
+  invert->add_option("--reference-epochs", iv->cfg.reference_epochs,
+                     "Reference model (--source or --calibrate reference): training epochs on D_aux")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   invert->add_option("--work", iv->work, "Cache directory for the reference model (reused across attacks)");

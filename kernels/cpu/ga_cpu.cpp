@@ -2,6 +2,8 @@
 // functions in the same three passes (rank the elites, draw the tournaments, breed the genes).
 #include <omp.h>
 
+#include <algorithm>
+
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ga.h"
 
@@ -40,8 +42,13 @@ void ga_next_generation(const float* genomes, const float* fitness, int64_t* par
     const float* a = genomes + (k * h.population + parents[2 * m]) * h.genes;
     const float* b = genomes + (k * h.population + parents[2 * m + 1]) * h.genes;
     float* child = next + m * h.genes;
-    for (int64_t j = 0; j < h.genes; ++j)
-      child[j] = i < h.elites ? a[j] : ga_child_gene(a[j], b[j], static_cast<uint64_t>(m * h.genes + j), h);
+    if (i < h.elites) {
+      std::copy_n(a, h.genes, child);
+      continue;
+    }
+    const uint64_t first = static_cast<uint64_t>(m * h.genes);
+#pragma omp simd
+    for (int64_t j = 0; j < h.genes; ++j) child[j] = ga_child_gene(a[j], b[j], first + static_cast<uint64_t>(j), h);
   }
 }
 
