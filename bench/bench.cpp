@@ -1,10 +1,12 @@
 // lethe_bench: the three LeNet-5 workloads that bench/peer_pytorch.py runs in PyTorch, on the same data and thread
 // count: a training epoch (images/s), batch-1024 inference (images/s) and input-gradient steps (steps/s); and the
 // fused parameter comparison (Backend::compare_params, GB/s) of 16 aux vectors against a ResNet-18-sized target, next
-// to this machine's streaming-read bandwidth measured in the same run.
+// to this machine's streaming-read bandwidth measured in the same run; and the inversion attacks' inner loops, the
+// attack's own code (attacks/invert.h): a white-box step over 10 prototypes (steps/s) and one generation of the
+// genetic algorithm, K = 10 populations of P = 1024 (images/s, next to inference alone on the same batch).
 // Each workload warms up, then reports the median of several timed repetitions.
 //
-//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare] [--profile]
+//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga] [--profile]
 //
 // --profile times each layer's forward and backward separately (plus normalisation, loss and optimizer) for one
 // batch of each workload, to show where the time goes.
@@ -22,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
+#include "attacks/invert.h"
 #include "datasets/registry.h"
 #include "engine/loss.h"
 #include "engine/model.h"
@@ -73,10 +76,12 @@ Options parse_args(int argc, char** argv) {
       opt.profile = true;
     } else if (arg == "--only") {
       opt.only = value();
-      if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad" && opt.only != "compare")
-        throw UsageError("--only takes train, infer, inputgrad or compare, got '" + opt.only + "'");
+      if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad" && opt.only != "compare" &&
+          opt.only != "invert" && opt.only != "ga")
+        throw UsageError("--only takes train, infer, inputgrad, compare, invert or ga, got '" + opt.only + "'");
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare] [--profile]\n";
+      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga] "
+                   "[--profile]\n";
       std::exit(0);
     } else {
       throw UsageError("unknown argument '" + arg + "' (try --help)");
@@ -228,6 +233,57 @@ Result bench_inputgrad(Model& model, const Dataset& data) {
     input_gradient_steps(model, x0, labels, kGradSteps);
     r.runs.push_back(kGradSteps / seconds_since(t0));
   }
+  return r;
+}
+
+// ---------------------------------------------------------------- inversion attacks
+
+constexpr int kInvertSteps = 200, kInvertWarmupSteps = 20;
+constexpr int64_t kGaPopulation = 1024;
+constexpr int kGaGenerations = 10;
+
+// White-box inversion steps over 10 prototypes (one per class, R = 1): each step one batched forward and backward,
+// the TV + L2 prior, Adam on the pixels and the box, as `lethe attack invert` runs them.
+Result bench_invert(Model& model) {
+  attacks::InversionConfig cfg;
+  cfg.restarts = 1;
+  attacks::WhiteBoxSearch search(model, cfg);
+  for (int s = 0; s < kInvertWarmupSteps; ++s) search.step();
+  Result r{"invert", "steps/s", {}};
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    for (int s = 0; s < kInvertSteps; ++s) search.step();
+    r.runs.push_back(kInvertSteps / seconds_since(t0));
+  }
+  return r;
+}
+
+// Generations of the black-box GA, K = 10 classes x P = 1024: the batched query of the K·P genomes, fitness, each
+// class's best, selection, crossover and mutation. Also inference alone on a batch of the same size, to show what
+// the GA's own operators add.
+Result bench_ga(Model& model) {
+  attacks::InversionConfig cfg;
+  cfg.population = kGaPopulation;
+  attacks::GeneticSearch search(model, cfg);
+  const int64_t images = model.spec().num_classes * kGaPopulation;
+  search.generation();  // warm-up
+  Result r{"ga", "images/s", {}};
+  for (int rep = 0; rep < kGaGenerations; ++rep) {
+    const auto t0 = Clock::now();
+    search.generation();
+    r.runs.push_back(static_cast<double>(images) / seconds_since(t0));
+  }
+  Tensor x = Tensor::empty(model.spec().input_shape(images)), logits;
+  model.backend().fill_uniform(x, 0.0f, 1.0f, 7, 0);
+  std::vector<double> infer;
+  for (int rep = 0; rep < 1 + kGaGenerations; ++rep) {
+    const auto t0 = Clock::now();
+    model.infer_logits(x, logits);
+    if (rep > 0) infer.push_back(static_cast<double>(images) / seconds_since(t0));
+  }
+  r.extra = {{"batch", static_cast<double>(images)},
+             {"infer_images_per_s", median(infer)},
+             {"ms_per_generation", 1e3 * static_cast<double>(images) / median(r.runs)}};
   return r;
 }
 
@@ -497,6 +553,8 @@ int run(const Options& opt) {
   if (opt.only.empty() || opt.only == "train") emit(bench_train(*model, bd.data), opt, bd.description);
   if (opt.only.empty() || opt.only == "infer") emit(bench_infer(*model, bd.data), opt, bd.description);
   if (opt.only.empty() || opt.only == "inputgrad") emit(bench_inputgrad(*model, bd.data), opt, bd.description);
+  if (opt.only.empty() || opt.only == "invert") emit(bench_invert(*model), opt, bd.description);
+  if (opt.only.empty() || opt.only == "ga") emit(bench_ga(*model), opt, bd.description);
   if (opt.only.empty()) {
     model.reset();
     bd.data = Dataset();  // the comparison wants the memory

@@ -13,12 +13,14 @@ Steps, each resumable (whatever already exists in --work is reused):
 
 Usage:
   bench/invert_attack_table.py [--lethe PATH] [--work DIR] [--out FILE] [--modes white,black]
-                               [--sources target] [--unknown] [--only-single] [--threads 2] [-- extra lethe options]
+                               [--sources target] [--calibrations reference] [--unknown] [--only-single]
+                               [--threads 2] [-- extra lethe options]
 
 Standard library only.
 """
 import argparse
 import glob
+import itertools
 import json
 import math
 import os
@@ -54,6 +56,7 @@ def main():
     ap.add_argument("--out", default=None, help="markdown table (default: stdout)")
     ap.add_argument("--modes", default="white,black")
     ap.add_argument("--sources", default="target")
+    ap.add_argument("--calibrations", default="reference", help="reference, none or both")
     ap.add_argument("--unknown", action="store_true", help="also attack with the number of forgotten classes unknown")
     ap.add_argument("--only-single", action="store_true", help="single-class targets only")
     ap.add_argument("--threads", default="2")
@@ -81,20 +84,22 @@ def main():
         name = os.path.basename(path)[: -len(".safetensors")]
         for mode in a.modes.split(","):
             for source in a.sources.split(","):
-                for known in [True, False] if a.unknown else [True]:
-                    out = w("invert", f"{name}__{mode}__{source}__{'known' if known else 'unknown'}.jsonl")
-                    if not os.path.exists(out):
-                        log(f"attacking {name} ({mode}-box, {source}, m {'known' if known else 'unknown'})")
-                        run([a.lethe, "--threads", a.threads, "-q", "attack", "invert", "--target", path, "--data",
-                             DATA, "--mode", mode, "--source", source, "--criterion", "all", "--forget-count",
-                             str(len(truth) if known else 0), "--work", w("cache"), "--images", w("invert", "images"),
-                             "--json"] + a.extra, out)
-                    with open(out) as f:
-                        for line in f:
-                            r = json.loads(line)
-                            results.append(dict(method=method, truth=truth, known=known, mode=mode, source=source,
-                                                criterion=r["criterion"], predicted=r["predicted"],
-                                                queries=r["queries"], seconds=r["seconds"]))
+                for calib in a.calibrations.split(","):
+                    for known in [True, False] if a.unknown else [True]:
+                        out = w("invert", f"{name}__{mode}__{source}__{calib}__{'known' if known else 'unknown'}.jsonl")
+                        if not os.path.exists(out):
+                            log(f"attacking {name} ({mode}-box, {source}, calibrated by {calib}, "
+                                f"m {'known' if known else 'unknown'})")
+                            run([a.lethe, "--threads", a.threads, "-q", "attack", "invert", "--target", path,
+                                 "--data", DATA, "--mode", mode, "--source", source, "--calibrate", calib,
+                                 "--criterion", "all", "--forget-count", str(len(truth) if known else 0), "--work",
+                                 w("cache"), "--images", w("invert", "images"), "--json"] + a.extra, out)
+                        with open(out) as f:
+                            for line in f:
+                                r = json.loads(line)
+                                results.append(dict(method=method, truth=truth, known=known, mode=mode, source=source,
+                                                    calib=calib, criterion=r["criterion"], predicted=r["predicted"],
+                                                    queries=r["queries"], seconds=r["seconds"]))
     write_table(results, a)
 
 
@@ -118,27 +123,27 @@ def write_table(results, a):
             p(f"Exact-set ASR; chance {pct(1 / math.comb(K, m_size))}" +
               ("" if m_size == 1 else f"; per-class precision/recall in brackets, chance {pct(m_size / K)}") +
               ". Black-box: mean target queries per attack in braces.\n")
-            p("| mode | source | criterion | " + " | ".join(methods) + " |")
-            p("|---|---|---|" + "---|" * len(methods))
-            for mode in a.modes.split(","):
-                for source in a.sources.split(","):
-                    for crit in CRITERIA:
-                        cells = []
-                        for meth in methods:
-                            rows = [r for r in sel if r["method"] == meth and r["mode"] == mode and
-                                    r["source"] == source and r["criterion"] == crit]
-                            if not rows:
-                                cells.append("-")
-                                continue
-                            cell = pct(sum(sorted(r["predicted"]) == sorted(r["truth"]) for r in rows) / len(rows))
-                            if m_size > 1:
-                                tp = sum(len(set(r["predicted"]) & set(r["truth"])) for r in rows)
-                                cell += (f" ({pct(tp / sum(len(r['predicted']) for r in rows))}/"
-                                         f"{pct(tp / sum(len(r['truth']) for r in rows))})")
-                            if mode == "black":
-                                cell += f" {{{sum(r['queries'] for r in rows) / len(rows):,.0f}}}"
-                            cells.append(cell)
-                        p(f"| {mode} | {source} | {crit} | " + " | ".join(cells) + " |")
+            p("| mode | source | calibrated by | criterion | " + " | ".join(methods) + " |")
+            p("|---|---|---|---|" + "---|" * len(methods))
+            for mode, source, calib in itertools.product(a.modes.split(","), a.sources.split(","),
+                                                         a.calibrations.split(",")):
+                for crit in CRITERIA:
+                    cells = []
+                    for meth in methods:
+                        rows = [r for r in sel if r["method"] == meth and r["mode"] == mode and
+                                r["source"] == source and r["calib"] == calib and r["criterion"] == crit]
+                        if not rows:
+                            cells.append("-")
+                            continue
+                        cell = pct(sum(sorted(r["predicted"]) == sorted(r["truth"]) for r in rows) / len(rows))
+                        if m_size > 1:
+                            tp = sum(len(set(r["predicted"]) & set(r["truth"])) for r in rows)
+                            cell += (f" ({pct(tp / sum(len(r['predicted']) for r in rows))}/"
+                                     f"{pct(tp / sum(len(r['truth']) for r in rows))})")
+                        if mode == "black":
+                            cell += f" {{{sum(r['queries'] for r in rows) / len(rows):,.0f}}}"
+                        cells.append(cell)
+                    p(f"| {mode} | {source} | {calib} | {crit} | " + " | ".join(cells) + " |")
             p("")
     text = "\n".join(lines)
     if a.out:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count, and the
-fused parameter comparison (16 aux vectors against a ResNet-18-sized target: dot products and squared norms).
+"""PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count, the
+fused parameter comparison (16 aux vectors against a ResNet-18-sized target: dot products and squared norms), the
+white-box inversion step over 10 prototypes, and inference on the batch of one GA generation (10 x 1024 images).
 
 Prints one JSON object per workload line (the same fields lethe_bench --json prints), so bench/run can put both
 side by side. Exits 77 if torch is not importable, so callers can tell "peer skipped" from a failure.
@@ -191,6 +192,55 @@ def bench_inputgrad(model, x, y):
     return runs
 
 
+INVERT_STEPS, INVERT_WARMUP_STEPS, INVERT_LR, INVERT_TV, INVERT_L2 = 200, 20, 0.05, 0.005, 0.0005
+GA_POPULATION, GA_GENERATIONS = 1024, 10
+
+
+def invert_steps(model, x, labels, opt, steps):
+    """Lethe's white-box inversion step: Adam on the pixels against -sum_i log p_k(x_i) + TV + L2, then the box."""
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        tv = ((x[:, :, 1:, :] - x[:, :, :-1, :]) ** 2).sum() + ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum()
+        loss = F.cross_entropy(model(x), labels, reduction="sum") + INVERT_TV * tv + INVERT_L2 * (x * x).sum()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0.0, 1.0)
+
+
+def bench_invert(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(10, 1, 28, 28, requires_grad=True)
+    labels = torch.arange(10, dtype=torch.int64)
+    opt = torch.optim.Adam([x], lr=INVERT_LR)
+    invert_steps(model, x, labels, opt, INVERT_WARMUP_STEPS)
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        invert_steps(model, x, labels, opt, INVERT_STEPS)
+        runs.append(INVERT_STEPS / (time.perf_counter() - t0))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return runs
+
+
+def bench_ga_infer(model):
+    """The peer of one GA generation (K = 10, P = 1024): PyTorch inference on a batch of the same 10240 images."""
+    model.eval()
+    batch = torch.rand(10 * GA_POPULATION, 1, 28, 28)
+    runs = []
+    with torch.no_grad():
+        for rep in range(1 + GA_GENERATIONS):
+            t0 = time.perf_counter()
+            model(batch)
+            elapsed = time.perf_counter() - t0
+            if rep >= 1:
+                runs.append(batch.shape[0] / elapsed)
+    return runs
+
+
 COMPARE_AUX, COMPARE_REPS = 16, 7
 
 
@@ -289,7 +339,7 @@ def profile(model, x, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", choices=["train", "infer", "inputgrad", "compare"])
+    parser.add_argument("--only", choices=["train", "infer", "inputgrad", "compare", "invert", "ga"])
     parser.add_argument("--json", action="store_true", help="one JSON object per workload line")
     parser.add_argument("--profile", action="store_true", help="print torch's operator profile to stderr")
     args = parser.parse_args()
@@ -319,6 +369,10 @@ def main():
         emit("infer", "images/s", bench_infer(model, x), args.threads, data, args.json)
     if args.only in (None, "inputgrad"):
         emit("inputgrad", "steps/s", bench_inputgrad(model, x, y), args.threads, data, args.json)
+    if args.only in (None, "invert"):
+        emit("invert", "steps/s", bench_invert(model), args.threads, data, args.json)
+    if args.only in (None, "ga"):
+        emit("ga", "images/s", bench_ga_infer(model), args.threads, data, args.json)
     if args.only is None:
         del x, y, model
         emit("compare", "GB/s", bench_compare(False), args.threads, compare_data, args.json)
