@@ -28,25 +28,11 @@ import subprocess
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from param_attack_table import REPO_ROOT, log, run  # same folder: the targets' maker and its resumable runner
+
 DATA, K = "fashion-mnist", 10
 CRITERIA = ["threshold", "entropy"]
 METHODS = ["retrain", "finetune", "randlabel", "amnesiac", "neggrad"]
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, out_path):
-    """Runs a lethe command; its stdout is written to out_path atomically (the resumable unit)."""
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if res.returncode != 0:
-        sys.exit(f"failed (exit {res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(res.stdout)
-    os.replace(tmp, out_path)
 
 
 def main():

@@ -47,24 +47,30 @@ Dataset attacker_aux(const PartOptions& part, const std::string& target_path, co
   return select_part(split, "aux", full_train, full_test);
 }
 
+// The fields that close every attack's JSON record: its configuration, the work cache's counts, the target, the time.
+void add_run_fields(nlohmann::json& j, const nlohmann::json& config, const attacks::CacheCounts& counts,
+                    const std::string& target, double seconds) {
+  j["config"] = config;
+  j["models_trained"] = counts.models_trained;
+  j["models_cached"] = counts.models_cached;
+  j["target"] = target;
+  j["seconds"] = seconds;
+}
+
 void print_result(const attacks::ParamAttackResult& r, const attacks::ParamAttackConfig& cfg, const ParamOptions& o,
                   const Dataset& data, const GlobalOptions& g) {
   if (g.json) {
-    const nlohmann::json j = {{"attack", "param"},
-                              {"features", cfg.features},
-                              {"classifier", cfg.classifier},
-                              {"predicted", r.predicted},
-                              {"scores", r.scores},
-                              {"forget_count", cfg.forget_count},
-                              {"feature_names", r.features.names},
-                              {"features_raw", r.features.raw},
-                              {"features_scaled", r.features.scaled},
-                              {"calibration", r.calibration},
-                              {"config", cfg.to_json()},
-                              {"models_trained", r.models_trained},
-                              {"models_cached", r.models_cached},
-                              {"target", o.target},
-                              {"seconds", r.seconds}};
+    nlohmann::json j = {{"attack", "param"},
+                        {"features", cfg.features},
+                        {"classifier", cfg.classifier},
+                        {"predicted", r.predicted},
+                        {"scores", r.scores},
+                        {"forget_count", cfg.forget_count},
+                        {"feature_names", r.features.names},
+                        {"features_raw", r.features.raw},
+                        {"features_scaled", r.features.scaled},
+                        {"calibration", r.calibration}};
+    add_run_fields(j, cfg.to_json(), r, o.target, r.seconds);
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -140,27 +146,23 @@ struct InvertOptions {
 void print_inversion(const attacks::InversionResult& r, const attacks::InversionConfig& cfg, const InvertOptions& o,
                      const std::string& image_path, const Dataset& data, const GlobalOptions& g) {
   if (g.json) {
-    const nlohmann::json j = {{"attack", "invert"},
-                              {"mode", cfg.mode},
-                              {"criterion", cfg.criterion},
-                              {"source", cfg.source},
-                              {"calibrate", cfg.calibrate},
-                              {"predicted", r.predicted},
-                              {"scores", r.scores},
-                              {"confidence", r.target.confidence},
-                              {"log_odds", r.target.log_odds},
-                              {"entropy", r.target.entropy},
-                              {"baseline_log_odds", r.baseline.log_odds},
-                              {"baseline_entropy", r.baseline.entropy},
-                              {"source_confidence", r.source_confidence},
-                              {"queries", r.queries},
-                              {"forget_count", cfg.forget_count},
-                              {"images", image_path},
-                              {"config", cfg.to_json()},
-                              {"models_trained", r.models_trained},
-                              {"models_cached", r.models_cached},
-                              {"target", o.target},
-                              {"seconds", r.seconds}};
+    nlohmann::json j = {{"attack", "invert"},
+                        {"mode", cfg.mode},
+                        {"criterion", cfg.criterion},
+                        {"source", cfg.source},
+                        {"calibrate", cfg.calibrate},
+                        {"predicted", r.predicted},
+                        {"scores", r.scores},
+                        {"confidence", r.target.confidence},
+                        {"log_odds", r.target.log_odds},
+                        {"entropy", r.target.entropy},
+                        {"baseline_log_odds", r.baseline.log_odds},
+                        {"baseline_entropy", r.baseline.entropy},
+                        {"source_confidence", r.source_confidence},
+                        {"queries", r.queries},
+                        {"forget_count", cfg.forget_count},
+                        {"images", image_path}};
+    add_run_fields(j, cfg.to_json(), r, o.target, r.seconds);
     std::printf("%s\n", j.dump().c_str());
     return;
   }
