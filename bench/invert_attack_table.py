@@ -13,7 +13,8 @@ Steps, each resumable (whatever already exists in --work is reused):
 
 Usage:
   bench/invert_attack_table.py [--lethe PATH] [--work DIR] [--out FILE] [--modes white,black]
-                               [--sources target] [--calibrations reference] [--unknown] [--only-single]
+                               [--sources target] [--calibrations reference] [--seeds 0] [--unknown]
+                               [--only-single]
                                [--threads 2] [-- extra lethe options]
 
 Standard library only.
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--modes", default="white,black")
     ap.add_argument("--sources", default="target")
     ap.add_argument("--calibrations", default="reference", help="reference, none or both")
+    ap.add_argument("--seeds", default="0", help="attack seeds (random starts, reference model); trials pool them")
     ap.add_argument("--unknown", action="store_true", help="also attack with the number of forgotten classes unknown")
     ap.add_argument("--only-single", action="store_true", help="single-class targets only")
     ap.add_argument("--threads", default="2")
@@ -68,24 +70,24 @@ def main():
     results = []
     for method, truth, path in targets:
         name = os.path.basename(path)[: -len(".safetensors")]
-        for mode in a.modes.split(","):
-            for source in a.sources.split(","):
-                for calib in a.calibrations.split(","):
-                    for known in [True, False] if a.unknown else [True]:
-                        out = w("invert", f"{name}__{mode}__{source}__{calib}__{'known' if known else 'unknown'}.jsonl")
-                        if not os.path.exists(out):
-                            log(f"attacking {name} ({mode}-box, {source}, calibrated by {calib}, "
-                                f"m {'known' if known else 'unknown'})")
-                            run([a.lethe, "--threads", a.threads, "-q", "attack", "invert", "--target", path,
-                                 "--data", DATA, "--mode", mode, "--source", source, "--calibrate", calib,
-                                 "--criterion", "all", "--forget-count", str(len(truth) if known else 0), "--work",
-                                 w("cache"), "--images", w("invert", "images"), "--json"] + a.extra, out)
-                        with open(out) as f:
-                            for line in f:
-                                r = json.loads(line)
-                                results.append(dict(method=method, truth=truth, known=known, mode=mode, source=source,
-                                                    calib=calib, criterion=r["criterion"], predicted=r["predicted"],
-                                                    queries=r["queries"], seconds=r["seconds"]))
+        for mode, source, calib, seed, known in itertools.product(
+                a.modes.split(","), a.sources.split(","), a.calibrations.split(","), a.seeds.split(","),
+                [True, False] if a.unknown else [True]):
+            tag = f"{name}__{mode}__{source}__{calib}__{'known' if known else 'unknown'}"
+            out = w("invert", tag + ("" if seed == "0" else f"__seed{seed}") + ".jsonl")
+            if not os.path.exists(out):
+                log(f"attacking {name} ({mode}-box, {source}, calibrated by {calib}, seed {seed}, "
+                    f"m {'known' if known else 'unknown'})")
+                run([a.lethe, "--threads", a.threads, "-q", "attack", "invert", "--target", path, "--data", DATA,
+                     "--mode", mode, "--source", source, "--calibrate", calib, "--criterion", "all", "--seed", seed,
+                     "--forget-count", str(len(truth) if known else 0), "--work", w("cache"), "--images",
+                     w("invert", "images"), "--json"] + a.extra, out)
+            with open(out) as f:
+                for line in f:
+                    r = json.loads(line)
+                    results.append(dict(method=method, truth=truth, known=known, mode=mode, source=source,
+                                        calib=calib, criterion=r["criterion"], predicted=r["predicted"],
+                                        queries=r["queries"], seconds=r["seconds"]))
     write_table(results, a)
 
 
@@ -104,7 +106,7 @@ def write_table(results, a):
             if not sel:
                 continue
             n_sets = len({tuple(r["truth"]) for r in sel if r["method"] == methods[0]})
-            p(f"### m = {m_size} ({n_sets} forget sets per method), number of forgotten classes "
+            p(f"### m = {m_size} ({n_sets} forget sets per method, seeds {a.seeds}), number of forgotten classes "
               f"{'known' if known else 'unknown'}\n")
             p(f"Exact-set ASR; chance {pct(1 / math.comb(K, m_size))}" +
               ("" if m_size == 1 else f"; per-class precision/recall in brackets, chance {pct(m_size / K)}") +

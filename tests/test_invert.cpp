@@ -57,6 +57,7 @@ InversionConfig small(const std::string& mode) {
   InversionConfig cfg;
   cfg.mode = mode;
   cfg.calibrate = "none";  // the reference model needs D_aux; the calibrated attack has its own test
+  cfg.criterion = "threshold";
   cfg.restarts = 2;
   cfg.steps = 60;
   cfg.lr = 0.1f;
@@ -106,6 +107,7 @@ TEST_CASE("invert: the criteria decide from confidence and entropy as documented
   for (const double p : r.target.confidence) r.target.log_odds.push_back(std::log(p / (1 - p)));
   r.target.entropy = {0.01, 0.9, 1.2, 0.05};
   InversionConfig cfg;
+  cfg.criterion = "threshold";
   cfg.forget_count = 1;
   judge(r, cfg);
   CHECK(r.predicted == std::vector<int64_t>{1});  // the least confident
