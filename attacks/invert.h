@@ -39,7 +39,7 @@ struct InversionConfig {
   std::string calibrate = "reference";
 
   // White-box: Adam on the input.
-  int64_t restarts = 4;
+  int64_t restarts = 8;
   int64_t steps = 200;
   float lr = 0.05f;
   float tv = 0.005f;   // weight of the squared total variation
