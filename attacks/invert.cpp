@@ -98,6 +98,11 @@ Prototypes black_box(Model& source, const InversionConfig& cfg, const InversionP
   return out;
 }
 
+// The prototypes of `source` by cfg's mode.
+Prototypes synthesise(Model& source, const InversionConfig& cfg, const InversionProgressFn& progress) {
+  return cfg.mode == "white" ? white_box(source, cfg, progress) : black_box(source, cfg, progress);
+}
+
 // The attacker's reference model: lethe train's recipe on D_aux, cached in the work directory.
 std::unique_ptr<Model> reference_model(const Model& target, const Dataset& aux, const InversionConfig& cfg,
                                        WorkCache& cache, nlohmann::json& key_out) {
@@ -149,7 +154,7 @@ void check_config(const Model& target, const Dataset* aux, const InversionConfig
                      "--blend-alpha >= 0");
   if (!one_of(inversion_calibrations(), cfg.calibrate))
     throw UsageError("unknown --calibrate '" + cfg.calibrate + "' (reference or none)");
-  if (cfg.source == "reference" || cfg.calibrate == "reference") {
+  if (needs_reference(cfg)) {
     if (!aux || aux->size() == 0)
       throw UsageError("--source reference and --calibrate reference need the attacker's auxiliary data");
     if (aux->num_classes != k)
@@ -310,6 +315,8 @@ const std::vector<std::string>& inversion_calibrations() {
   return names;
 }
 
+bool needs_reference(const InversionConfig& cfg) { return cfg.source == "reference" || cfg.calibrate == "reference"; }
+
 void judge(InversionResult& result, const InversionConfig& cfg) {
   const PrototypeView& t = result.target;
   const size_t k = t.confidence.size();
@@ -340,11 +347,10 @@ InversionResult run_inversion(Model& target, const Dataset* aux, const Inversion
   WorkCache cache(work_dir, result, log);
   std::unique_ptr<Model> reference;
   nlohmann::json reference_key;
-  if (cfg.source == "reference" || cfg.calibrate == "reference")
-    reference = reference_model(target, *aux, cfg, cache, reference_key);
+  if (needs_reference(cfg)) reference = reference_model(target, *aux, cfg, cache, reference_key);
   Model& source = cfg.source == "reference" ? *reference : target;
 
-  const Prototypes protos = cfg.mode == "white" ? white_box(source, cfg, progress) : black_box(source, cfg, progress);
+  const Prototypes protos = synthesise(source, cfg, progress);
   result.source_confidence = protos.source_confidence;
   if (&source == &target) result.queries += protos.source_queries;
   result.target = view_of(target, protos.images);
@@ -361,7 +367,7 @@ InversionResult run_inversion(Model& target, const Dataset* aux, const Inversion
       const nlohmann::json key = {{"reference", reference_key}, {"search", search}};
       result.baseline = view_from_json(cache.json("baseline", key, [&] {
         cache.say("baseline: the same " + cfg.mode + "-box search on the reference model");
-        const Prototypes own = cfg.mode == "white" ? white_box(*reference, cfg, {}) : black_box(*reference, cfg, {});
+        const Prototypes own = synthesise(*reference, cfg, {});
         return view_json(view_of(*reference, own.images));
       }));
     }

@@ -7,9 +7,11 @@
 //        K·R candidates (K classes × R restarts) as one batch per step; each class keeps its most confident restart;
 //      - black-box: a genetic algorithm that reads only output probabilities, the K populations of P images evolving
 //        together (one batched query of K·P images per generation; kernels/ga.h);
-//   2. the target's prediction on each class's prototype: its confidence p_k and the entropy of the whole profile;
-//   3. the criterion: `threshold`, the classes whose confidence stays below τ (else the least confident), or
-//      `entropy`, the classes with the most uncertain prediction (top m).
+//   2. the target's prediction on each class's prototype: its confidence p_k, log-odds and the entropy of the whole
+//      profile; calibrated (the default), each relative to the same search on the reference model, which cancels
+//      every class's natural difficulty;
+//   3. the criterion: `threshold`, the classes whose confidence stays below τ (else the largest log-odds deficit),
+//      or `entropy`, the classes with the largest (excess) entropy (top m).
 //
 // The attack reads the target's weights (white-box from the target) or only its probabilities (black-box, or any
 // reference-sourced run), never its metadata's forget spec or unlearning record.
@@ -67,6 +69,8 @@ const std::vector<std::string>& inversion_modes();       // {"white", "black"}
 const std::vector<std::string>& inversion_criteria();    // {"threshold", "entropy"}
 const std::vector<std::string>& inversion_sources();     // {"target", "reference"}
 const std::vector<std::string>& inversion_calibrations();  // {"reference", "none"}
+// Whether the attack needs the attacker's reference model (and so D_aux): as the source, or for the calibration.
+bool needs_reference(const InversionConfig& cfg);
 
 // A model's view of one prototype per class: p_k on class k's prototype, its log-odds log p_k - log(1 - p_k) (no
 // saturation near 1) and the entropy (nats) of the whole prediction.

@@ -197,7 +197,7 @@ int run_invert(InvertOptions o, const GlobalOptions& g) {
   const Dataset full_test = load_dataset(ref, Split::Test, load);
   check_data_fits_model(full_train, target->spec(), o.target);
   std::optional<Dataset> aux;
-  if (o.cfg.source == "reference" || o.cfg.calibrate == "reference") {
+  if (attacks::needs_reference(o.cfg)) {
     aux = attacker_aux(o.part, o.target, *target, full_train, full_test);
     note(g, "attacker's auxiliary data: " + group_digits(aux->size()) + " images of " + full_train.name);
   }
