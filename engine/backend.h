@@ -52,6 +52,11 @@ class Backend {
   // The inversion attack's image prior: dx += ∇(tv·TV(x) + l2·‖x‖²), x [N, C, H, W] (kernels::image_prior_grad).
   virtual void add_image_prior_grad(const Tensor& x, Tensor& dx, float tv, float l2) = 0;
 
+  // Magnitude pruning (kernels/prune.h): the k-th smallest |w| over all of w (0 <= k < numel; the same element's value
+  // on every backend), and w[i] = 0 where |w[i]| <= threshold.
+  virtual float magnitude_kth(const Tensor& w, int64_t k) = 0;
+  virtual void prune_magnitude(Tensor& w, float threshold) = 0;
+
   // --- fixed per-channel input normalisation: y = (x - mean[c]) / std[c]; backward dx = dy / std[c]
   virtual void normalize_forward(const Tensor& x, const Tensor& mean, const Tensor& inv_std, Tensor& y) = 0;
   virtual void normalize_backward(const Tensor& dy, const Tensor& inv_std, Tensor& dx) = 0;

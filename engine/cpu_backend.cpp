@@ -76,6 +76,15 @@ class CpuBackend final : public Backend {
     k::axpy(alpha, x.f32(), y.f32(), x.numel(), threads_);
   }
   void scale(Tensor& y, float alpha) override { k::scale(y.f32(), y.numel(), alpha, threads_); }
+  float magnitude_kth(const Tensor& w, int64_t k) override {
+    expect_cpu_f32(w, "magnitude_kth input");
+    LETHE_CHECK(k >= 0 && k < w.numel(), "magnitude_kth: rank out of range");
+    return k::magnitude_kth(w.f32(), w.numel(), k, threads_);
+  }
+  void prune_magnitude(Tensor& w, float threshold) override {
+    expect_cpu_f32(w, "prune_magnitude target");
+    k::prune_magnitude(w.f32(), w.numel(), threshold, threads_);
+  }
   void clamp(Tensor& y, float lo, float hi) override {
     expect_cpu_f32(y, "clamp target");
     k::clamp(y.f32(), y.numel(), lo, hi, threads_);

@@ -109,7 +109,7 @@ class DeviceContext {
   }
 
  private:
-  static constexpr size_t kReadbackBytes = 256;
+  static constexpr size_t kReadbackBytes = 1024;  // a radix select's 256 counts
   struct Staging {
     void* host = nullptr;
     cudaEvent_t done = nullptr;
@@ -354,6 +354,19 @@ class CudaBackend final : public Backend {
   void scale(Tensor& y, float alpha) override {
     expect_f32(y, "scale target");
     LETHE_CUDA_NS::scale(y.f32(), y.numel(), alpha, stream());
+  }
+  float magnitude_kth(const Tensor& w, int64_t k) override {
+    expect_f32(w, "magnitude_kth input");
+    LETHE_CHECK(k >= 0 && k < w.numel(), "magnitude_kth: rank out of range");
+    Scratch hist(alloc(), kernels::kRadixBins * sizeof(uint32_t));
+    return kernels::radix_select_kth(k, [&](uint32_t prefix, int pass, uint32_t* counts) {
+      LETHE_CUDA_NS::magnitude_histogram(w.f32(), w.numel(), prefix, pass, hist.as<uint32_t>(), stream());
+      ctx_.read_back(counts, hist.as<uint32_t>(), kernels::kRadixBins * sizeof(uint32_t));
+    });
+  }
+  void prune_magnitude(Tensor& w, float threshold) override {
+    expect_f32(w, "prune_magnitude target");
+    LETHE_CUDA_NS::prune_magnitude(w.f32(), w.numel(), threshold, stream());
   }
   void clamp(Tensor& y, float lo, float hi) override {
     expect_f32(y, "clamp target");

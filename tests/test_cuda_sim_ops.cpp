@@ -29,7 +29,8 @@
 // - im2col.cu: im2col_kernel, col2im_kernel, nchw_to_columns_kernel, columns_to_nchw_kernel (the LETHE_CONV=gemm
 //   convolution path);
 // - compare.cu: compare_items_kernel (every group size 16, 8, 4, 2, 1, float4 and scalar loads),
-//   compare_segments_kernel (compare_params).
+//   compare_segments_kernel (compare_params);
+// - prune.cu: magnitude_histogram_kernel (the radix select of magnitude_kth), prune_magnitude_kernel.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -603,6 +604,30 @@ CUDA_CASE("clamp and the image prior's gradient give the cpu's values") {
     sim().clamp(s_y, 0.0f, 1.0f);
     cpu().clamp(c_y, 0.0f, 1.0f);
     expect_match(s_y, c_y, kExact, "clamp");
+    check_guards();
+  }
+}
+
+// The radix select must return the very element nth_element picks on the CPU (ties, zeros, both signs included), and
+// pruning at that threshold must zero the same weights.
+CUDA_CASE("magnitude pruning selects and prunes like the cpu") {
+  Rng rng(67);
+  for (const int64_t n : {int64_t{1}, int64_t{255}, int64_t{4099}, int64_t{70001}}) {
+    INFO("n ", n);
+    Tensor w = rand_t({n}, rng, -3.0f, 3.0f);
+    float* p = w.f32();
+    for (int64_t i = 0; i < n; i += 7) p[i] = 0.0f;
+    for (int64_t i = 2; i < n; i += 13) p[i] = -p[i - 1];
+    const Tensor sw = on(Device::CUDA, w);
+    for (const int64_t k : {int64_t{0}, n / 4, n / 2, n - 1}) {
+      INFO("k ", k);
+      const float threshold = cpu().magnitude_kth(w, k);
+      CHECK(sim().magnitude_kth(sw, k) == threshold);
+      Tensor s_pruned = on(Device::CUDA, w), c_pruned = w.clone();
+      sim().prune_magnitude(s_pruned, threshold);
+      cpu().prune_magnitude(c_pruned, threshold);
+      expect_match(s_pruned, c_pruned, kExact, "prune_magnitude");
+    }
     check_guards();
   }
 }

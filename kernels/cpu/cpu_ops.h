@@ -59,6 +59,9 @@ void clamp(float* y, int64_t n, float lo, float hi, int threads);
 // dx[i] += image_prior_grad(x, i, ...) over n elements of H×W planes (x and dx never alias).
 void add_image_prior_grad(const float* x, float* dx, int64_t n, int64_t height, int64_t width, float tv, float l2,
                           int threads);
+// Magnitude pruning (kernels/prune.h): the k-th smallest |w| (0-based), and w[i] = 0 where |w[i]| <= threshold.
+float magnitude_kth(const float* w, int64_t n, int64_t k, int threads);
+void prune_magnitude(float* w, int64_t n, float threshold, int threads);
 void relu_forward(const float* x, float* y, int64_t n, int threads);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, int threads);
 // Per-channel: y = (x - mean[c]) * inv_std[c]; dx = dy * inv_std[c]. x is [n, c, hw].

@@ -8,6 +8,7 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/ga.h"
+#include "kernels/prune.h"
 #include "kernels/geometry.h"
 
 namespace lethe::LETHE_CUDA_NS {
@@ -31,6 +32,12 @@ void normalize_backward(const float* dy, const float* inv_std, float* dx, int64_
 // Linear outputs are inner = 1; NCHW conv outputs are inner = H·W.
 void bias_activation(float* y, const float* bias, int64_t count, int64_t channels, int64_t inner, bool relu,
                      cudaStream_t stream);
+
+// ---- prune.cu: magnitude pruning (kernels/prune.h)
+// hist[0..256) = the counts, per bin of digit `pass`, of the |w| that share `prefix` (zeroed first).
+void magnitude_histogram(const float* w, int64_t n, uint32_t prefix, int pass, uint32_t* hist, cudaStream_t stream);
+// w[i] = 0 where |w[i]| <= threshold.
+void prune_magnitude(float* w, int64_t n, float threshold, cudaStream_t stream);
 
 // ---- reduce.cu: deterministic sums in double (two passes: per-block partials, then one block)
 // Scratch doubles the partials of a length-n reduction need.
