@@ -1,0 +1,84 @@
+// The pruning defense (engine/defenses.h): one global threshold over the conv and linear weights (or every
+// parameter), exactly floor(rate·n) values pruned when magnitudes are distinct, biases untouched in weight scope.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "engine/defenses.h"
+#include "nets/nets.h"
+#include "tests/test_util.h"
+
+using namespace lethe;
+
+namespace {
+
+std::unique_ptr<Model> lenet(Backend& be) {
+  ModelSpec spec;
+  spec.arch = "lenet5";
+  spec.channels = 1;
+  spec.height = 28;
+  spec.width = 28;
+  spec.num_classes = 10;
+  spec.mean = {0.5f};
+  spec.std = {0.25f};
+  return make_model(spec, be, 11);
+}
+
+int64_t zeros_in(const Tensor& t) {
+  const std::vector<float> v = t.to_vector();
+  return std::count(v.begin(), v.end(), 0.0f);
+}
+
+}  // namespace
+
+TEST_CASE("prune: global magnitude pruning over the weights") {
+  auto be = make_cpu_backend(2);
+  for (const double rate : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+    CAPTURE(rate);
+    auto model = lenet(*be);
+    std::vector<float> before_weights, before_biases;
+    for (const ParamEntry& e : model->arena().entries()) {
+      const std::vector<float> v = e.value_slot->to_vector();
+      (e.shape.size() >= 2 ? before_weights : before_biases).insert(
+          (e.shape.size() >= 2 ? before_weights : before_biases).end(), v.begin(), v.end());
+    }
+    const PruneResult r = prune_global(*model, {rate, "weights"});
+    const auto n = static_cast<int64_t>(before_weights.size());
+    CHECK(r.considered == n);
+    const auto k = static_cast<int64_t>(std::floor(rate * static_cast<double>(n)));
+    CHECK(r.pruned == k);  // initialised weights: distinct, non-zero magnitudes
+    std::vector<float> sorted = before_weights;
+    for (float& v : sorted) v = std::fabs(v);
+    std::sort(sorted.begin(), sorted.end());
+    if (k > 0) CHECK(r.threshold == sorted[static_cast<size_t>(k - 1)]);
+    int64_t weight_zeros = 0;
+    std::vector<float> biases;
+    for (const ParamEntry& e : model->arena().entries()) {
+      const std::vector<float> v = e.value_slot->to_vector();
+      if (e.shape.size() >= 2) {
+        weight_zeros += zeros_in(*e.value_slot);
+      } else {
+        biases.insert(biases.end(), v.begin(), v.end());
+      }
+    }
+    CHECK(weight_zeros == k);
+    CHECK(biases == before_biases);  // weight scope leaves biases alone
+  }
+}
+
+TEST_CASE("prune: every parameter in scope all, and bad settings refused") {
+  auto be = make_cpu_backend(1);
+  auto model = lenet(*be);
+  const PruneResult r = prune_global(*model, {0.25, "all"});
+  CHECK(r.considered == model->arena().size());
+  const auto k = static_cast<int64_t>(std::floor(0.25 * static_cast<double>(r.considered)));
+  CHECK(r.pruned == k);  // PyTorch-style initialisation: every bias and weight distinct and non-zero
+  CHECK(zeros_in(model->arena().params()) == k);
+  CHECK_THROWS_AS(prune_global(*model, {1.5, "weights"}), UsageError);
+  CHECK_THROWS_AS(prune_global(*model, {0.5, "filters"}), UsageError);
+  Tensor w = model->arena().param("fc1.weight");
+  w.f32()[3] = NAN;
+  CHECK_THROWS_AS(prune_global(*model, {0.5, "weights"}), InputError);
+}
