@@ -58,7 +58,8 @@ write_safetensors_raw() {
 lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
-for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param" "attack invert"; do
+for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param" "attack invert" \
+  defend "defend prune"; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -489,6 +490,23 @@ assert a == b, "the prediction changed with the recorded ground truth"
   expect "attack invert --forget-count 10 (every class) exits 2" 2 "--forget-count"
   lethe "${invert_args[@]}" --target "$tmp/missing.safetensors"
   expect "attack invert on a missing target exits 3" 3 "missing.safetensors"
+
+  # The pruning defense: a model whose metadata records it, with half the weights zero.
+  lethe defend prune --model "$tmp/target.safetensors" --out "$tmp/pruned.safetensors" --rate 0.5 --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert r["defense"] == "prune" and r["rate"] == 0.5 and r["scope"] == "weights", r
+assert r["pruned"] == r["considered"] // 2 and r["threshold"] > 0, r
+' <"$tmp/out" && "$LETHE" info "$tmp/pruned.safetensors" 2>/dev/null | grep -q '"kind": "prune"'; then
+    pass "defend prune --json: half the weights pruned, the defense recorded in the model"
+  else
+    fail "defend prune (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe defend prune --model "$tmp/target.safetensors" --out "$tmp/pruned.safetensors" --rate 1.5
+  expect "defend prune --rate 1.5 exits 2" 2 "rate"
+  lethe defend prune --model "$tmp/missing.safetensors" --out "$tmp/pruned.safetensors"
+  expect "defend prune on a missing model exits 3" 3 "missing.safetensors"
 
   # Corrupt files in each format: exit 3 with the file's name in the message.
   cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"

@@ -77,6 +77,7 @@ Command add_info_command(CLI::App& parent, GlobalOptions& g);
 Command add_predict_command(CLI::App& parent, GlobalOptions& g);
 Command add_unlearn_command(CLI::App& parent, GlobalOptions& g);
 Command add_attack_command(CLI::App& parent, GlobalOptions& g);
+Command add_defend_command(CLI::App& parent, GlobalOptions& g);
 
 // The backend for --device/--threads, announced on stderr unless --quiet.
 std::unique_ptr<Backend> open_backend(const GlobalOptions& g);
