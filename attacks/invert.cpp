@@ -19,12 +19,6 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kWhiteStartStream = 0x494e5657;  // "INVW"
 constexpr uint64_t kBlackStartStream = 0x494e5642;  // "INVB"
 
-Tensor upload(const Tensor& host, Device device) {
-  Tensor t = Tensor::empty(host.shape(), host.dtype(), device);
-  copy_bytes(t.raw(), device, host.raw(), Device::CPU, host.nbytes());
-  return t;
-}
-
 // Softmax of each logits row, in double on the host.
 std::vector<std::vector<double>> probabilities(const Tensor& logits) {
   const std::vector<float> z = logits.to_vector();
@@ -174,7 +168,7 @@ WhiteBoxSearch::WhiteBoxSearch(Model& source, const InversionConfig& cfg) : sour
   be.fill_uniform(x_, 0.0f, 1.0f, cfg.seed, kWhiteStartStream);
   std::vector<int64_t> wanted(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) wanted[static_cast<size_t>(i)] = i / cfg.restarts;  // candidate i: class i / R
-  labels_ = upload(Tensor::from_labels(wanted), be.device());
+  labels_ = Tensor::from_labels(wanted).to(be.device());
   m_ = Tensor::zeros(x_.shape(), DType::F32, be.device());
   v_ = Tensor::zeros(x_.shape(), DType::F32, be.device());
 }

@@ -22,6 +22,20 @@ std::string data_hash(const Dataset& d) {
   return hex64(h);
 }
 
+std::string model_hash(const Model& m) {
+  const ModelSpec& s = m.spec();
+  const std::string arch = nlohmann::json({s.arch, s.channels, s.height, s.width, s.num_classes, s.hidden,
+                                           s.base_channels, s.mean, s.std})
+                               .dump();
+  uint64_t h = fnv1a(kFnvBasis, arch.data(), arch.size());
+  for (const auto& [name, t] : m.state_dict()) {
+    const Tensor host = t.to_cpu();
+    h = fnv1a(h, name.data(), name.size());
+    h = fnv1a(h, host.raw(), host.nbytes());
+  }
+  return hex64(h);
+}
+
 std::unique_ptr<Model> copy_of(const Model& m) {
   auto c = make_model_uninitialised(m.spec(), m.backend());
   c->copy_state_from(m);

@@ -25,6 +25,8 @@ struct CacheCounts {
 // FNV-1a of a JSON value's text, and of a dataset's content (pixels and labels), for cache keys.
 std::string json_hash(const nlohmann::json& j);
 std::string data_hash(const Dataset& d);
+// FNV-1a of a model's architecture, parameters and buffers: two models hash alike only if they compute alike.
+std::string model_hash(const Model& m);
 
 // A copy of a model's architecture and state on its backend.
 std::unique_ptr<Model> copy_of(const Model& m);

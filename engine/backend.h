@@ -19,6 +19,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/ga.h"
 #include "kernels/geometry.h"
+#include "kernels/zoo.h"
 
 namespace lethe {
 
@@ -135,6 +136,15 @@ class Backend {
   virtual void ga_next_generation(const Tensor& genomes, const Tensor& fitness, Tensor& parents, Tensor& next,
                                   const kernels::GaHyper& h) = 0;
 
+  // --- ZOO (Hu et al.'s label-inference probes; kernels/zoo.h). x [M, D] holds every probe; a step works on the A
+  // probes named by `rows` (I64 [A], distinct), coords I64 [A, S] their S distinct pixels each (< D).
+  // queries [A·2S, D]: row 2S·a + 2j + s is x[rows[a]] with pixel coords[a, j] moved by +h (s = 0) or -h (s = 1).
+  virtual void zoo_queries(const Tensor& x, const Tensor& rows, const Tensor& coords, float h, Tensor& queries) = 0;
+  // One coordinate-Adam step of those pixels from the queries' logits [A·2S, K]: labels I64 [M] and lr F32 [M] per
+  // probe, state F32 [4, M, D] (kernels::ZooState planes: moments, then bias-correction powers starting at 1).
+  virtual void zoo_step(Tensor& x, const Tensor& rows, const Tensor& coords, const Tensor& logits,
+                        const Tensor& labels, const Tensor& lr, Tensor& state, const kernels::ZooHyper& hp) = 0;
+
   // --- random fills (Philox: element i of (seed, stream) is the same on every backend)
   virtual void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed, uint64_t stream) = 0;
   virtual void fill_normal(Tensor& t, float mean, float stddev, uint64_t seed, uint64_t stream) = 0;
@@ -164,6 +174,33 @@ inline void check_ga_generation(const Tensor& genomes, const Tensor& fitness, co
               "GA fitness must be F32 [classes * population]");
   LETHE_CHECK(parents.dtype() == DType::I64 && parents.shape() == Shape({members, 2}),
               "GA parents must be I64 [classes * population, 2]");
+}
+
+// The shapes Backend::zoo_queries and zoo_step take; every backend checks them (queries or logits: whichever is given).
+inline void check_zoo_shapes(const Tensor& x, const Tensor& rows, const Tensor& coords, const Tensor* queries,
+                             const Tensor* logits) {
+  LETHE_CHECK(x.dtype() == DType::F32 && x.ndim() == 2, "ZOO probes must be F32 [M, D]");
+  LETHE_CHECK(rows.dtype() == DType::I64 && rows.ndim() == 1 && rows.numel() <= x.dim(0),
+              "ZOO rows must be I64 [A], A <= M");
+  LETHE_CHECK(coords.dtype() == DType::I64 && coords.ndim() == 2 && coords.dim(0) == rows.numel() &&
+                  coords.dim(1) <= x.dim(1),
+              "ZOO coords must be I64 [A, S], S <= D");
+  const int64_t query_rows = rows.numel() * 2 * coords.dim(1);
+  if (queries)
+    LETHE_CHECK(queries->dtype() == DType::F32 && queries->shape() == Shape({query_rows, x.dim(1)}),
+                "ZOO queries must be F32 [A·2S, D]");
+  if (logits)
+    LETHE_CHECK(logits->dtype() == DType::F32 && logits->ndim() == 2 && logits->dim(0) == query_rows,
+                "ZOO logits must be F32 [A·2S, K]");
+}
+
+inline void check_zoo_step(const Tensor& x, const Tensor& logits, const Tensor& labels, const Tensor& lr,
+                           const Tensor& state) {
+  LETHE_CHECK(labels.dtype() == DType::I64 && labels.numel() == x.dim(0), "ZOO labels must be I64 [M]");
+  LETHE_CHECK(lr.dtype() == DType::F32 && lr.numel() == x.dim(0), "ZOO rates must be F32 [M]");
+  LETHE_CHECK(state.dtype() == DType::F32 && state.shape() == Shape({kernels::kZooStatePlanes, x.dim(0), x.dim(1)}),
+              "ZOO state must be F32 [4, M, D]");
+  LETHE_CHECK(logits.dim(1) >= 1, "ZOO logits need at least one class");
 }
 
 // Creates the backend for "cpu", "cuda" or "auto". threads <= 0 means the machine's core count.

@@ -1,8 +1,10 @@
 // The CPU backend: shape checks, then the CPU twins in kernels/cpu.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "engine/backend.h"
 
@@ -24,6 +26,24 @@ void expect_cpu_f32(const Tensor& t, const char* what) {
   LETHE_CHECK(t.defined(), std::string(what) + " is undefined");
   LETHE_CHECK(t.device() == Device::CPU, std::string(what) + " is not on the CPU");
   LETHE_CHECK(t.dtype() == DType::F32, std::string(what) + " is not F32");
+}
+// ZOO's indices, which the kernels trust: active rows distinct and in range, each row's pixels distinct and in range.
+void check_zoo_indices(const Tensor& x, const Tensor& rows, const Tensor& coords) {
+  const int64_t probes = x.dim(0), pixels = x.dim(1), per_probe = coords.dim(1);
+  std::vector<char> seen(static_cast<size_t>(std::max(probes, pixels)), 0);
+  for (int64_t a = 0; a < rows.numel(); ++a) {
+    const int64_t r = rows.i64()[a];
+    LETHE_CHECK(r >= 0 && r < probes && !seen[static_cast<size_t>(r)], "ZOO rows must be distinct probes");
+    seen[static_cast<size_t>(r)] = 1;
+  }
+  for (int64_t a = 0; a < rows.numel(); ++a) {
+    std::fill(seen.begin(), seen.end(), 0);
+    for (int64_t j = 0; j < per_probe; ++j) {
+      const int64_t c = coords.i64()[a * per_probe + j];
+      LETHE_CHECK(c >= 0 && c < pixels && !seen[static_cast<size_t>(c)], "ZOO coords must be distinct pixels");
+      seen[static_cast<size_t>(c)] = 1;
+    }
+  }
 }
 void expect_same_numel(const Tensor& a, const Tensor& b, const char* what) {
   LETHE_CHECK(a.numel() == b.numel(), std::string(what) + ": " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
@@ -294,6 +314,26 @@ class CpuBackend final : public Backend {
       LETHE_CHECK(t->device() == Device::CPU, "GA tensors must be on the CPU");
     check_ga_generation(genomes, fitness, parents, next, h);
     k::ga_next_generation(genomes.f32(), fitness.f32(), parents.i64(), next.f32(), h, threads_);
+  }
+
+  void zoo_queries(const Tensor& x, const Tensor& rows, const Tensor& coords, float h, Tensor& queries) override {
+    for (const Tensor* t : {&x, &rows, &coords, static_cast<const Tensor*>(&queries)})
+      LETHE_CHECK(t->device() == Device::CPU, "ZOO tensors must be on the CPU");
+    check_zoo_shapes(x, rows, coords, &queries, nullptr);
+    check_zoo_indices(x, rows, coords);
+    k::zoo_queries(x.f32(), rows.i64(), coords.i64(), rows.numel(), coords.dim(1), x.dim(1), h, queries.f32(),
+                   threads_);
+  }
+  void zoo_step(Tensor& x, const Tensor& rows, const Tensor& coords, const Tensor& logits, const Tensor& labels,
+                const Tensor& lr, Tensor& state, const kernels::ZooHyper& hp) override {
+    for (const Tensor* t : {static_cast<const Tensor*>(&x), &rows, &coords, &logits, &labels, &lr,
+                            static_cast<const Tensor*>(&state)})
+      LETHE_CHECK(t->device() == Device::CPU, "ZOO tensors must be on the CPU");
+    check_zoo_shapes(x, rows, coords, nullptr, &logits);
+    check_zoo_step(x, logits, labels, lr, state);
+    check_zoo_indices(x, rows, coords);
+    k::zoo_step(x.f32(), rows.i64(), coords.i64(), logits.f32(), labels.i64(), lr.f32(), state.f32(), x.dim(0),
+                rows.numel(), coords.dim(1), x.dim(1), logits.dim(1), hp, threads_);
   }
 
   std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,

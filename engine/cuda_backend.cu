@@ -816,6 +816,30 @@ class CudaBackend final : public Backend {
     LETHE_CUDA_NS::ga_next_generation(genomes.f32(), fitness.f32(), parents.i64(), next.f32(), h, stream());
   }
 
+  void zoo_queries(const Tensor& x, const Tensor& rows, const Tensor& coords, float h, Tensor& queries) override {
+    expect_f32(x, "ZOO probes");
+    expect_cuda(rows, DType::I64, "ZOO rows");
+    expect_cuda(coords, DType::I64, "ZOO coords");
+    expect_f32(queries, "ZOO queries");
+    check_zoo_shapes(x, rows, coords, &queries, nullptr);
+    LETHE_CUDA_NS::zoo_queries(x.f32(), rows.i64(), coords.i64(), rows.numel(), coords.dim(1), x.dim(1), h,
+                               queries.f32(), stream());
+  }
+  void zoo_step(Tensor& x, const Tensor& rows, const Tensor& coords, const Tensor& logits, const Tensor& labels,
+                const Tensor& lr, Tensor& state, const kernels::ZooHyper& hp) override {
+    expect_f32(x, "ZOO probes");
+    expect_cuda(rows, DType::I64, "ZOO rows");
+    expect_cuda(coords, DType::I64, "ZOO coords");
+    expect_f32(logits, "ZOO logits");
+    expect_cuda(labels, DType::I64, "ZOO labels");
+    expect_f32(lr, "ZOO rates");
+    expect_f32(state, "ZOO state");
+    check_zoo_shapes(x, rows, coords, nullptr, &logits);
+    check_zoo_step(x, logits, labels, lr, state);
+    LETHE_CUDA_NS::zoo_step(x.f32(), rows.i64(), coords.i64(), logits.f32(), labels.i64(), lr.f32(), state.f32(),
+                            x.dim(0), rows.numel(), coords.dim(1), x.dim(1), logits.dim(1), hp, stream());
+  }
+
   std::vector<kernels::SegmentStats> compare_params(const Tensor& target, const Tensor& aux,
                                                     const std::vector<int64_t>& bounds) override {
     expect_f32(target, "compare target");

@@ -168,15 +168,9 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
-Tensor Tensor::to_cpu() const {
-  Tensor t = empty(shape_, dtype_, Device::CPU);
-  copy_bytes(t.raw(), Device::CPU, raw(), device(), nbytes());
-  return t;
-}
-
-Tensor Tensor::clone() const {
-  Tensor t = empty(shape_, dtype_, device());
-  copy_bytes(t.raw(), device(), raw(), device(), nbytes());
+Tensor Tensor::to(Device dst) const {
+  Tensor t = empty(shape_, dtype_, dst);
+  copy_bytes(t.raw(), dst, raw(), device(), nbytes());
   return t;
 }
 

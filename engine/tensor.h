@@ -63,9 +63,10 @@ class Tensor {
   Tensor rows(int64_t start, int64_t count) const;  // a range along dim 0
   Tensor reshape(const Shape& shape) const;          // same numel, contiguous
 
-  // Deep copy to the CPU (from any device).
-  Tensor to_cpu() const;
-  Tensor clone() const;
+  // Deep copies: to `device`, to the CPU, to this tensor's own device (from any device).
+  Tensor to(Device device) const;
+  Tensor to_cpu() const { return to(Device::CPU); }
+  Tensor clone() const { return to(device()); }
   std::vector<float> to_vector() const;  // f32 only
 
   // True if both share a buffer and their byte ranges overlap.

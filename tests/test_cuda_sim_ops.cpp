@@ -30,7 +30,8 @@
 //   convolution path);
 // - compare.cu: compare_items_kernel (every group size 16, 8, 4, 2, 1, float4 and scalar loads),
 //   compare_segments_kernel (compare_params);
-// - prune.cu: magnitude_histogram_kernel (the radix select of magnitude_kth), prune_magnitude_kernel.
+// - prune.cu: magnitude_histogram_kernel (the radix select of magnitude_kth), prune_magnitude_kernel;
+// - zoo.cu: zoo_queries_kernel, zoo_step_kernel (Hu et al.'s label-inference probes).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -628,6 +629,49 @@ CUDA_CASE("magnitude pruning selects and prunes like the cpu") {
       cpu().prune_magnitude(c_pruned, threshold);
       expect_match(s_pruned, c_pruned, kExact, "prune_magnitude");
     }
+    check_guards();
+  }
+}
+
+// ZOO's query images and coordinate-Adam step (kernels/zoo.h): the same probes, draws and logits give the same bits;
+// a subset of probes is active, so idle rows must stay untouched, and the state starts mid-run (powers below 1).
+CUDA_CASE("ZOO queries and coordinate Adam step like the cpu") {
+  Rng rng(68);
+  struct Case {
+    int64_t probes, active, pixels, per_probe, classes;
+  };
+  for (const Case c : {Case{1, 1, 1, 1, 2}, Case{7, 4, 50, 17, 10}, Case{12, 12, 196, 196, 10}}) {
+    INFO("M ", c.probes, " A ", c.active, " D ", c.pixels, " S ", c.per_probe);
+    const Tensor x = rand_t({c.probes, c.pixels}, rng, 0.0f, 1.0f);
+    std::vector<int64_t> rows(static_cast<size_t>(c.active));
+    for (int64_t a = 0; a < c.active; ++a) rows[static_cast<size_t>(a)] = (a * 5 + 2) % c.probes;
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    const int64_t active = static_cast<int64_t>(rows.size());
+    Tensor coords = Tensor::empty({active, c.per_probe}, DType::I64);
+    for (int64_t a = 0; a < active; ++a)
+      for (int64_t j = 0; j < c.per_probe; ++j) coords.i64()[a * c.per_probe + j] = (j + 3 * a) % c.pixels;
+    const Tensor row_t = Tensor::from_labels(rows);
+    const int64_t query_rows = active * 2 * c.per_probe;
+    Tensor s_queries = out(Device::CUDA, {query_rows, c.pixels}), c_queries = out(Device::CPU, {query_rows, c.pixels});
+    kernels::ZooHyper hp;
+    hp.h = 0.01f;
+    sim().zoo_queries(on(Device::CUDA, x), on(Device::CUDA, row_t), on(Device::CUDA, coords), hp.h, s_queries);
+    cpu().zoo_queries(x, row_t, coords, hp.h, c_queries);
+    expect_match(s_queries, c_queries, kExact, "ZOO queries");
+
+    const Tensor logits = rand_t({query_rows, c.classes}, rng, -5.0f, 5.0f);
+    std::vector<int64_t> labels(static_cast<size_t>(c.probes));
+    for (int64_t m = 0; m < c.probes; ++m) labels[static_cast<size_t>(m)] = m % c.classes;
+    const Tensor label_t = Tensor::from_labels(labels);
+    const Tensor lr = rand_t({c.probes}, rng, 0.01f, 0.1f);
+    Tensor state = rand_t({4, c.probes, c.pixels}, rng, 0.0f, 0.5f);
+    Tensor s_x = on(Device::CUDA, x), c_x = x.clone(), s_state = on(Device::CUDA, state), c_state = state.clone();
+    sim().zoo_step(s_x, on(Device::CUDA, row_t), on(Device::CUDA, coords), on(Device::CUDA, logits),
+                   on(Device::CUDA, label_t), on(Device::CUDA, lr), s_state, hp);
+    cpu().zoo_step(c_x, row_t, coords, logits, label_t, lr, c_state, hp);
+    expect_match(s_x, c_x, kExact, "ZOO probes after a step");
+    expect_match(s_state, c_state, kExact, "ZOO Adam state");
     check_guards();
   }
 }

@@ -10,6 +10,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/ga.h"
 #include "kernels/geometry.h"
+#include "kernels/zoo.h"
 
 namespace lethe::kernels::cpu {
 
@@ -129,6 +130,16 @@ void ga_fitness(const float* logits, float* fitness, int64_t rows, int64_t num_l
                 int threads);
 void ga_next_generation(const float* genomes, const float* fitness, int64_t* parents, float* next,
                         const GaHyper& h, int threads);
+
+// ---- ZOO (kernels/zoo.h): x [M, D] every probe; rows [A] the active ones; coords [A, S] (distinct per probe).
+// queries [A·2S, D]: row 2S·a + 2j + s is x[rows[a]] with pixel coords[a, j] moved by +h (s = 0) or -h (s = 1).
+void zoo_queries(const float* x, const int64_t* rows, const int64_t* coords, int64_t active, int64_t coords_per_probe,
+                 int64_t pixels, float h, float* queries, int threads);
+// One coordinate-Adam step of the drawn coordinates from the queries' logits [A·2S, K]; labels [M] and lr [M] per
+// probe; state [4, M, D] (kernels::ZooState planes).
+void zoo_step(float* x, const int64_t* rows, const int64_t* coords, const float* logits, const int64_t* labels,
+              const float* lr, float* state, int64_t probes, int64_t active, int64_t coords_per_probe, int64_t pixels,
+              int64_t num_logits, const ZooHyper& hp, int threads);
 
 // ---- Philox fills
 void fill_uniform(float* y, int64_t n, float lo, float hi, uint64_t seed, uint64_t stream, int threads);

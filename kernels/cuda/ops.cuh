@@ -8,8 +8,9 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/ga.h"
-#include "kernels/prune.h"
 #include "kernels/geometry.h"
+#include "kernels/prune.h"
+#include "kernels/zoo.h"
 
 namespace lethe::LETHE_CUDA_NS {
 
@@ -146,5 +147,12 @@ void ga_fitness(const float* logits, float* fitness, int64_t rows, int64_t num_l
                 cudaStream_t stream);
 void ga_next_generation(const float* genomes, const float* fitness, int64_t* parents, float* next,
                         const kernels::GaHyper& h, cudaStream_t stream);
+
+// ---- zoo.cu: ZOO's query images and coordinate-Adam step (kernels/zoo.h), shapes as the CPU twins
+void zoo_queries(const float* x, const int64_t* rows, const int64_t* coords, int64_t active, int64_t coords_per_probe,
+                 int64_t pixels, float h, float* queries, cudaStream_t stream);
+void zoo_step(float* x, const int64_t* rows, const int64_t* coords, const float* logits, const int64_t* labels,
+              const float* lr, float* state, int64_t probes, int64_t active, int64_t coords_per_probe, int64_t pixels,
+              int64_t num_logits, const kernels::ZooHyper& hp, cudaStream_t stream);
 
 }  // namespace lethe::LETHE_CUDA_NS
