@@ -1,5 +1,6 @@
-// The pruning defense (engine/defenses.h): one global threshold over the conv and linear weights (or every
+// The defenses of engine/defenses.h. Pruning: one global threshold over the conv and linear weights (or every
 // parameter), exactly floor(rate·n) values pruned when magnitudes are distinct, biases untouched in weight scope.
+// Noise: N(0, sigma²) on every value in scope, deterministic by seed, nothing outside the scope touched.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -81,4 +82,44 @@ TEST_CASE("prune: every parameter in scope all, and bad settings refused") {
   Tensor w = model->arena().param("fc1.weight");
   w.f32()[3] = NAN;
   CHECK_THROWS_AS(prune_global(*model, {0.5, "weights"}), InputError);
+}
+
+TEST_CASE("noise: Gaussian noise of the given scale on the parameters in scope, deterministic by seed") {
+  auto be = make_cpu_backend(2);
+  auto clean = lenet(*be);
+  const std::vector<float> before = clean->arena().params().to_vector();
+  for (const std::string scope : {"weights", "all"}) {
+    CAPTURE(scope);
+    auto a = lenet(*be), b = lenet(*be);
+    const NoiseResult r = add_parameter_noise(*a, {0.05, scope, 3});
+    add_parameter_noise(*b, {0.05, scope, 3});
+    CHECK(test::to_doubles(a->arena().params()) == test::to_doubles(b->arena().params()));
+    const std::vector<float> after = a->arena().params().to_vector();
+    double squares = 0;
+    int64_t changed = 0;
+    for (const ParamEntry* e : defended_params(*a, scope))
+      for (int64_t i = e->offset; i < e->offset + e->numel; ++i) {
+        const double d = static_cast<double>(after[static_cast<size_t>(i)]) - before[static_cast<size_t>(i)];
+        squares += d * d;
+        changed += d != 0 ? 1 : 0;
+      }
+    CHECK(r.perturbed == changed);
+    const double expected = 0.05 * std::sqrt(static_cast<double>(r.perturbed));
+    CHECK(std::sqrt(squares) == doctest::Approx(r.noise_norm).epsilon(1e-3));
+    CHECK(r.noise_norm == doctest::Approx(expected).epsilon(0.02));
+    // Outside the scope (biases, for weights) nothing moved.
+    int64_t outside_changed = 0;
+    for (size_t i = 0; i < after.size(); ++i) outside_changed += after[i] != before[i] ? 1 : 0;
+    CHECK(outside_changed == changed);
+  }
+  auto other_seed = lenet(*be), same = lenet(*be);
+  add_parameter_noise(*other_seed, {0.05, "all", 4});
+  add_parameter_noise(*same, {0.05, "all", 3});
+  CHECK(test::to_doubles(other_seed->arena().params()) != test::to_doubles(same->arena().params()));
+  auto zero = lenet(*be);
+  CHECK(add_parameter_noise(*zero, {0.0, "all", 3}).noise_norm == 0.0);
+  CHECK(zero->arena().params().to_vector() == before);
+  CHECK_THROWS_AS(add_parameter_noise(*zero, {-1.0, "all", 3}), UsageError);
+  CHECK_THROWS_AS(add_parameter_noise(*zero, {NAN, "all", 3}), UsageError);
+  CHECK_THROWS_AS(add_parameter_noise(*zero, {0.1, "filters", 3}), UsageError);
 }
