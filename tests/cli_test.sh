@@ -59,7 +59,7 @@ lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
 for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param" "attack invert" \
-  defend "defend prune"; do
+  "attack hu-recover" defend "defend prune"; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -490,6 +490,70 @@ assert a == b, "the prediction changed with the recorded ground truth"
   expect "attack invert --forget-count 10 (every class) exits 2" 2 "--forget-count"
   lethe "${invert_args[@]}" --target "$tmp/missing.safetensors"
   expect "attack invert on a missing target exits 3" 3 "missing.safetensors"
+
+  # Feature recovery (Hu et al.): D_u is the user pool of the first 16 images, so sample 5's row in D_u is its
+  # training position. Approximate unlearning (one ascent step) and exact (θ_0 fine-tuned on D_u and on D_u \ X).
+  lethe data split --data "cifar10:$cdir" --user-pool 16 --seed 5 --out "$tmp/split_user.json"
+  lethe train --data "cifar10:$cdir" --net lenet5 --epochs 1 --batch 8 --seed 5 --quiet --split "$tmp/split_user.json" \
+    --part train --out "$tmp/theta0.safetensors"
+  lethe train --data "cifar10:$cdir" --init "$tmp/theta0.safetensors" --epochs 1 --batch 16 --lr 0.001 --momentum 0 \
+    --quiet --split "$tmp/split_user.json" --part user --out "$tmp/theta_o.safetensors"
+  lethe unlearn --model "$tmp/theta_o.safetensors" --data "cifar10:$cdir" --method hu-approx --forget-indices 5 \
+    --out "$tmp/u-approx.safetensors" --quiet
+  lethe unlearn --model "$tmp/theta_o.safetensors" --data "cifar10:$cdir" --method hu-exact \
+    --base "$tmp/theta0.safetensors" --forget-indices 5 --out "$tmp/u-exact.safetensors" --quiet
+  lethe train --data "cifar10:$cdir" --net mlp --hidden 8 --epochs 1 --quiet --split "$tmp/split_user.json" \
+    --part user --out "$tmp/mlp-user.safetensors"
+  expect "hu-approx and hu-exact models for feature recovery" 0
+  recover_args=(attack hu-recover --data "cifar10:$cdir" --restarts 2 --iterations 4)
+  theta_o=(--original "$tmp/theta_o.safetensors" --sample 5)
+  lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/u-approx.safetensors" --images "$tmp/recovered" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, math, sys
+r = json.load(sys.stdin)
+for key in ("attack", "unlearning", "sample", "label", "predicted", "mse", "psnr", "psnr_hu", "ssim",
+            "random_baseline", "cost", "costs", "queries", "seconds", "config", "images"):
+    assert key in r, key
+assert r["attack"] == "hu-recover" and r["unlearning"] == "approximate" and r["predicted"] is None, r
+assert r["sample"] == 5 and 0 <= r["label"] < 10 and len(r["costs"]) == 2 and r["cost"] == min(r["costs"]), r
+assert r["queries"] == 4 * (3 * 2 + 2) + 2, r["queries"]
+assert 0 < r["mse"] < 1 and abs(r["psnr"] - 10 * math.log10(1 / r["mse"])) < 1e-9, r
+assert r["psnr_hu"] > r["psnr"] and set(r["random_baseline"]) == {"mse", "psnr", "psnr_hu", "ssim"}, r
+assert r["config"]["restarts"] == 2 and r["config"]["iterations"] == 4 and r["user_count"] == 16, r
+' <"$tmp/out" && [ -s "$tmp/recovered/u-approx-recover-5.png" ]; then
+    pass "attack hu-recover --json (approximate unlearning): metrics beside their baselines, PNG written"
+  else
+    fail "attack hu-recover --json (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  exact=(--unlearned "$tmp/u-exact.safetensors" --pretrained "$tmp/theta0.safetensors")
+  lethe "${recover_args[@]}" "${theta_o[@]}" "${exact[@]}" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["unlearning"] == "exact" and r["pretrained"].endswith("theta0.safetensors") and r["forget_count"] == 1, r
+' <"$tmp/out"; then
+    pass "attack hu-recover --pretrained: exact unlearning, attacked at θ_0"
+  else
+    fail "attack hu-recover --pretrained (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/u-approx.safetensors"
+  if [ "$rc" -eq 0 ] && grep -q "PSNR (Hu)" "$tmp/out" && grep -q "best restart" "$tmp/out"; then
+    pass "attack hu-recover prints the metrics and their random baselines"
+  else
+    fail "attack hu-recover text output (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${recover_args[@]}" --original "$tmp/theta_o.safetensors" --sample 16 --unlearned "$tmp/u-approx.safetensors"
+  expect "attack hu-recover --sample outside D_u exits 2" 2 "--sample 16 is outside part 'user'"
+  lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/theta_o.safetensors"
+  expect "attack hu-recover with nothing unlearned (g* = 0) exits 3" 3 "is zero"
+  lethe "${recover_args[@]}" "${theta_o[@]}" "${exact[@]}" --forget-count 16
+  expect "attack hu-recover with k = N exits 2" 2 "0 < k < N"
+  lethe "${recover_args[@]}" --original "$tmp/orig.safetensors" --sample 5 --unlearned "$tmp/u-approx.safetensors"
+  expect "attack hu-recover on a model trained without a user pool exits 2" 2 "no user pool"
+  lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/mlp-user.safetensors"
+  expect "attack hu-recover on models of two architectures exits 3" 3 "mlp-user.safetensors is a mlp"
+  lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/missing.safetensors"
+  expect "attack hu-recover on a missing model exits 3" 3 "missing.safetensors"
 
   # The pruning defense: a model whose metadata records it, with half the weights zero.
   lethe defend prune --model "$tmp/target.safetensors" --out "$tmp/pruned.safetensors" --rate 0.5 --json

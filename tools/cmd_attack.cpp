@@ -1,6 +1,7 @@
 // `lethe attack`: the label-leakage attacks against an unlearned model. `attack param` is Zheng et al.'s
-// parameter-based attack (attacks/param.h), `attack invert` their inversion attacks (attacks/invert.h). An attack sees the target's weights and the attacker's own data only:
-// the forget spec and the unlearning record in the target's metadata are never read.
+// parameter-based attack (attacks/param.h), `attack invert` their inversion attacks (attacks/invert.h), `attack
+// hu-recover` Hu et al.'s feature recovery (tools/cmd_attack_hu_recover.cpp). An attack sees the target's weights and
+// the attacker's own data only: the forget spec and the unlearning record in the target's metadata are never read.
 #include <unistd.h>
 
 #include <algorithm>
@@ -369,12 +370,14 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
   invert->add_option("--work", iv->work, "Cache directory for the reference model (reused across attacks)");
   invert->add_option("--images", iv->images, "Write the prototypes as a PNG grid into this directory");
   add_global_options(*invert, g);
+  const Command hu_recover = add_hu_recover_attack(*app, g);
   add_global_options(*app, g);
 
-  return {app, [o, iv, &g, param, invert] {
+  return {app, [o, iv, &g, param, invert, hu_recover] {
             if (param->parsed()) return run_param(*o, g);
             if (invert->parsed()) return run_invert(*iv, g);
-            throw UsageError("lethe attack: name an attack (param or invert)");
+            if (hu_recover.app->parsed()) return hu_recover.run();
+            throw UsageError("lethe attack: name an attack (param, invert or hu-recover)");
           }};
 }
 

@@ -16,19 +16,6 @@ struct EvalOptions {
   PartOptions part;
 };
 
-// Without --split, the split the model was trained with (recorded in its metadata), so `--part forget` or
-// `--part aux` mean what they meant at training time; on other data, or for a model without one, the whole dataset.
-SplitSpec model_split_spec(const Model& model, const std::string& dataset, const std::string& model_path) {
-  const nlohmann::json& meta = model.metadata();
-  if (meta.contains("split") && meta["split"].is_object() && meta["split"].contains("spec")) {
-    SplitSpec recorded = SplitSpec::from_json(meta["split"]["spec"], model_path + " metadata");
-    if (recorded.dataset == dataset) return recorded;
-  }
-  SplitSpec whole;
-  whole.dataset = dataset;
-  return whole;
-}
-
 int run_eval(const EvalOptions& o, const GlobalOptions& g) {
   auto be = open_backend(g);
   // The model first: a bad model file is reported even when the dataset is missing too.

@@ -82,6 +82,17 @@ ResolvedSplit resolve_split(const PartOptions& p, const SplitSpec& fallback, con
   return r;
 }
 
+SplitSpec model_split_spec(const Model& model, const std::string& dataset, const std::string& model_path) {
+  const nlohmann::json& meta = model.metadata();
+  if (meta.contains("split") && meta["split"].is_object() && meta["split"].contains("spec")) {
+    SplitSpec recorded = SplitSpec::from_json(meta["split"]["spec"], model_path + " metadata");
+    if (recorded.dataset == dataset) return recorded;
+  }
+  SplitSpec whole;
+  whole.dataset = dataset;
+  return whole;
+}
+
 Dataset select_part(const ResolvedSplit& split, const std::string& part, const Dataset& train, const Dataset& test) {
   const std::vector<int64_t>& rows = split.parts.part(part);
   if (rows.empty())

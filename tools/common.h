@@ -67,6 +67,9 @@ struct ResolvedSplit {
 };
 ResolvedSplit resolve_split(const PartOptions& p, const SplitSpec& fallback, const std::string& fallback_source,
                             const Dataset& train, const Dataset& test);
+// Without --split, the split the model was trained with (recorded in its metadata), so `--part forget` or
+// `--part aux` mean what they meant at training time; on other data, or for a model without one, the whole dataset.
+SplitSpec model_split_spec(const Model& model, const std::string& dataset, const std::string& model_path);
 // Rows of the part: from `test` for "test", else from `train`.
 Dataset select_part(const ResolvedSplit& split, const std::string& part, const Dataset& train, const Dataset& test);
 
@@ -77,6 +80,8 @@ Command add_info_command(CLI::App& parent, GlobalOptions& g);
 Command add_predict_command(CLI::App& parent, GlobalOptions& g);
 Command add_unlearn_command(CLI::App& parent, GlobalOptions& g);
 Command add_attack_command(CLI::App& parent, GlobalOptions& g);
+// `lethe attack hu-recover` (tools/cmd_attack_hu_recover.cpp), a subcommand of `attack`.
+Command add_hu_recover_attack(CLI::App& attack, GlobalOptions& g);
 Command add_defend_command(CLI::App& parent, GlobalOptions& g);
 
 // The backend for --device/--threads, announced on stderr unless --quiet.
