@@ -1,7 +1,8 @@
 // `lethe attack`: the label-leakage attacks against an unlearned model. `attack param` is Zheng et al.'s
 // parameter-based attack (attacks/param.h), `attack invert` their inversion attacks (attacks/invert.h), `attack
-// hu-recover` Hu et al.'s feature recovery (tools/cmd_attack_hu_recover.cpp). An attack sees the target's weights and
-// the attacker's own data only: the forget spec and the unlearning record in the target's metadata are never read.
+// hu-recover` and `attack hu-label` Hu et al.'s feature recovery and label inference (tools/cmd_attack_hu_*.cpp).
+// An attack sees the target's weights and the attacker's own data only: the forget spec and the unlearning record in
+// the target's metadata are never read.
 #include <unistd.h>
 
 #include <algorithm>
@@ -371,13 +372,15 @@ Command add_attack_command(CLI::App& parent, GlobalOptions& g) {
   invert->add_option("--images", iv->images, "Write the prototypes as a PNG grid into this directory");
   add_global_options(*invert, g);
   const Command hu_recover = add_hu_recover_attack(*app, g);
+  const Command hu_label = add_hu_label_attack(*app, g);
   add_global_options(*app, g);
 
-  return {app, [o, iv, &g, param, invert, hu_recover] {
+  return {app, [o, iv, &g, param, invert, hu_recover, hu_label] {
             if (param->parsed()) return run_param(*o, g);
             if (invert->parsed()) return run_invert(*iv, g);
             if (hu_recover.app->parsed()) return hu_recover.run();
-            throw UsageError("lethe attack: name an attack (param, invert or hu-recover)");
+            if (hu_label.app->parsed()) return hu_label.run();
+            throw UsageError("lethe attack: name an attack (param, invert, hu-recover or hu-label)");
           }};
 }
 

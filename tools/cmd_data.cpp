@@ -13,6 +13,7 @@ namespace {
 struct DataInfoOptions {
   DataOptions data;
   std::string split_file;
+  std::vector<std::string> indices;  // parts whose row indices to list
 };
 
 struct DataSplitOptions {
@@ -105,6 +106,9 @@ int run_data_info(const DataInfoOptions& o, const GlobalOptions& g) {
     result["split"] = split_record(split_file->spec, parts, "");
     result["split"].erase("part");
     result["split"]["parts"] = parts_json(train, test, parts);
+    for (const std::string& name : o.indices) result["split"]["indices"][name] = parts.part(name);
+  } else if (!o.indices.empty()) {
+    throw UsageError("--indices lists the rows of a split's parts; name the split with --split");
   }
   if (g.json) {
     std::printf("%s\n", result.dump().c_str());
@@ -126,6 +130,11 @@ int run_data_info(const DataInfoOptions& o, const GlobalOptions& g) {
                 split_file->spec.hash().c_str(), static_cast<unsigned long long>(split_file->spec.seed),
                 parts.indices_hash().c_str());
     print_parts(train, test, parts);
+    for (const std::string& name : o.indices) {
+      std::printf("%s rows:", name.c_str());
+      for (const int64_t i : parts.part(name)) std::printf(" %lld", static_cast<long long>(i));
+      std::printf("\n");
+    }
   }
   return 0;
 }
@@ -164,6 +173,11 @@ Command add_data_command(CLI::App& parent, GlobalOptions& g) {
   CLI::App* info_app = app->add_subcommand("info", "Where a dataset is, its shape and its counts per class and split");
   add_data_options(*info_app, info->data);
   info_app->add_option("--split", info->split_file, "Also count every part of this experiment split file");
+  info_app->add_option("--indices", info->indices,
+                       "List the rows of these parts of the split (positions in the official train or test split, "
+                       "as --forget-indices takes them)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(SplitParts::names()));
   add_global_options(*info_app, g);
 
   auto split = std::make_shared<DataSplitOptions>();

@@ -35,6 +35,7 @@ struct TrainOptions {
   std::vector<int64_t> classes, exclude_classes;
   int64_t limit = 0;
   std::vector<int64_t> hidden;
+  int64_t width = 0;  // convnet and resnet18: channels of the first stage (0: the arch's 64)
   std::string init;  // start from this model's weights instead of a fresh initialisation
   std::string log_updates;  // Amnesiac's update log of the batches that hold the split's forget part
   bool freeze_bn = false;
@@ -97,8 +98,8 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
   // Everything decidable from the options alone is checked before any data is read.
   check_output_path(o.out);
   if (!o.hidden.empty() && o.net != "mlp") throw UsageError("--hidden applies to --net mlp only");
-  if (!o.init.empty() && (o.net_option->count() > 0 || !o.hidden.empty()))
-    throw UsageError("--init takes the architecture of the model it names; drop --net/--hidden");
+  if (!o.init.empty() && (o.net_option->count() > 0 || !o.hidden.empty() || o.width > 0))
+    throw UsageError("--init takes the architecture of the model it names; drop --net/--hidden/--width");
 
   if (!o.part.split_file.empty() && (!o.classes.empty() || !o.exclude_classes.empty()))
     throw UsageError("--classes/--exclude-classes describe a split; with --split FILE put them in the split file");
@@ -137,7 +138,9 @@ int run_train(const TrainOptions& o, const GlobalOptions& g) {
 
   std::unique_ptr<Model> model;
   if (o.init.empty()) {
-    model = make_model(spec_for_data(o.net, train_set, o.hidden), *be, g.seed);
+    ModelSpec spec = spec_for_data(o.net, train_set, o.hidden);
+    spec.base_channels = o.width;  // make_model refuses it for the archs without a width
+    model = make_model(spec, *be, g.seed);
   } else {
     model = load_model(o.init, *be);  // its arch, whatever --net says
     check_data_fits_model(train_set, model->spec(), o.init);
@@ -252,6 +255,8 @@ Command add_train_command(CLI::App& parent, GlobalOptions& g) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app->add_option("--hidden", o->hidden, "Hidden widths of the mlp arch (e.g. 256,128)")->delimiter(',');
+  app->add_option("--width", o->width, "convnet and resnet18: channels of the first stage (default 64; e.g. 16)")
+      ->check(CLI::NonNegativeNumber);
   add_global_options(*app, g);
   return {app, [o, &g] { return run_train(*o, g); }};
 }

@@ -82,6 +82,8 @@ Command add_unlearn_command(CLI::App& parent, GlobalOptions& g);
 Command add_attack_command(CLI::App& parent, GlobalOptions& g);
 // `lethe attack hu-recover` (tools/cmd_attack_hu_recover.cpp), a subcommand of `attack`.
 Command add_hu_recover_attack(CLI::App& attack, GlobalOptions& g);
+// `lethe attack hu-label` (tools/cmd_attack_hu_label.cpp), a subcommand of `attack`.
+Command add_hu_label_attack(CLI::App& attack, GlobalOptions& g);
 Command add_defend_command(CLI::App& parent, GlobalOptions& g);
 
 // The backend for --device/--threads, announced on stderr unless --quiet.
