@@ -187,37 +187,52 @@ Probes make_probes(Model& original, const ZooProbeConfig& cfg, const ZooProgress
   return out;
 }
 
+const std::vector<std::string>& label_decisions() {
+  static const std::vector<std::string> names = {"probability", "log-odds"};
+  return names;
+}
+
 nlohmann::json LabelInferenceResult::to_json() const {
-  return {{"predicted", predicted}, {"delta", delta}, {"queries", queries}, {"decision_queries", decision_queries}};
+  return {{"predicted", predicted}, {"delta", delta}, {"delta_log_odds", delta_log_odds}, {"queries", queries},
+          {"decision_queries", decision_queries}};
 }
 
 LabelInferenceResult infer_unlearned_labels(Model& original, Model& unlearned, const Probes& probes,
-                                            int64_t forget_count) {
+                                            int64_t forget_count, const std::string& decision) {
   const int64_t classes = original.spec().num_classes;
   LETHE_CHECK(unlearned.spec().num_classes == classes, "label inference: the two models' class counts differ");
   if (forget_count < 1 || forget_count >= classes)
     throw UsageError("label inference: the forget count must be in [1, " + std::to_string(classes - 1) + "]");
+  if (std::find(label_decisions().begin(), label_decisions().end(), decision) == label_decisions().end())
+    throw UsageError("label inference: unknown decision '" + decision + "' (probability or log-odds)");
   const Tensor images = probes.images.to(original.backend().device());
   Tensor logits;
   const std::vector<double> before = class_confidence(original, images, probes.labels, logits);
   const std::vector<double> after = class_confidence(unlearned, images, probes.labels, logits);
+  // log(p / (1 - p)), with 1 - p floored at double's resolution so a probe at p = 1 stays finite.
+  const auto log_odds = [](double p) { return std::log(p) - std::log(std::max(1.0 - p, 1e-16)); };
   LabelInferenceResult r;
   r.delta.assign(static_cast<size_t>(classes), 0.0);
+  r.delta_log_odds.assign(static_cast<size_t>(classes), 0.0);
   std::vector<int64_t> count(static_cast<size_t>(classes), 0);
   for (size_t m = 0; m < probes.labels.size(); ++m) {
     const size_t k = static_cast<size_t>(probes.labels[m]);
     r.delta[k] += after[m] - before[m];
+    r.delta_log_odds[k] += log_odds(after[m]) - log_odds(before[m]);
     ++count[k];
   }
   for (size_t k = 0; k < r.delta.size(); ++k) {
     LETHE_CHECK(count[k] > 0, "label inference: class " + std::to_string(k) + " has no probe");
     r.delta[k] /= static_cast<double>(count[k]);
-    LETHE_CHECK(r.delta[k] == r.delta[k], "label inference: a probability is NaN");
+    r.delta_log_odds[k] /= static_cast<double>(count[k]);
+    LETHE_CHECK(r.delta[k] == r.delta[k] && r.delta_log_odds[k] == r.delta_log_odds[k],
+                "label inference: a probability is NaN");
   }
+  const std::vector<double>& score = decision == "log-odds" ? r.delta_log_odds : r.delta;
   std::vector<int64_t> order(static_cast<size_t>(classes));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return r.delta[static_cast<size_t>(a)] < r.delta[static_cast<size_t>(b)];
+    return score[static_cast<size_t>(a)] < score[static_cast<size_t>(b)];
   });
   r.predicted.assign(order.begin(), order.begin() + forget_count);
   r.decision_queries = 2 * static_cast<int64_t>(probes.labels.size());

@@ -8,7 +8,9 @@
 //      steps starts again from a fresh draw (up to `tries` times);
 //   2. decision: Δ_k = the mean over class k's probes of p_u(x)_k - p_o(x)_k. Unlearning class k's samples lowers
 //      the model's confidence on images it was sure were k, so the unlearned class is argmin Δ (the m most negative
-//      for m classes).
+//      for m classes). Hu's Δ compares probabilities, which barely move on probes already near 1 (dp = p(1-p)·dz),
+//      so a class the model separates easily hides behind a confusable one; the `log-odds` decision averages the
+//      change of log(p / (1 - p)) instead, the same comparison on the logit scale.
 // The attack reads only the two models' output probabilities on images it makes; it never reads the models'
 // metadata (forget spec, unlearning record) or any dataset.
 #include <cstdint>
@@ -59,17 +61,21 @@ using ZooProgressFn = std::function<void(int64_t step, int64_t total, int64_t ac
 // Makes the probes against `original` (output probabilities only). Deterministic for a seed and backend.
 Probes make_probes(Model& original, const ZooProbeConfig& cfg, const ZooProgressFn& progress = {});
 
+const std::vector<std::string>& label_decisions();  // {"probability" (Hu's), "log-odds"}
+
 struct LabelInferenceResult {
-  std::vector<double> delta;        // Δ_k per class
-  std::vector<int64_t> predicted;   // the forget_count most negative Δ, most negative first
+  std::vector<double> delta;            // Δ_k per class: mean change of p_k (Hu's)
+  std::vector<double> delta_log_odds;   // mean change of log(p_k / (1 - p_k))
+  std::vector<int64_t> predicted;       // the forget_count most negative of the decision's Δ, most negative first
   int64_t queries = 0;              // probe making (cached or not) plus the 2·K·P decision queries
   int64_t decision_queries = 0;
   nlohmann::json to_json() const;
 };
 
-// Δ from the probes' probabilities under both models, and the forget_count (>= 1, < K) most negative classes.
+// Δ from the probes' probabilities under both models, and the forget_count (>= 1, < K) most negative classes by
+// `decision` ("probability" or "log-odds").
 LabelInferenceResult infer_unlearned_labels(Model& original, Model& unlearned, const Probes& probes,
-                                            int64_t forget_count);
+                                            int64_t forget_count, const std::string& decision = "probability");
 
 // The probes for `original` from the work directory's cache, or made and stored (keyed by the model's state and the
 // configuration, so a different model or setting never reuses them). Sets *cached to whether they were found.

@@ -59,7 +59,7 @@ lethe --help
 expect "--help exits 0" 0
 grep -q "train" "$tmp/out" || fail "--help lists no train command"
 for cmd in train eval info predict data "data info" "data split" unlearn attack "attack param" "attack invert" \
-  "attack hu-recover" defend "defend prune"; do
+  "attack hu-recover" "attack hu-label" defend "defend prune" "defend noise" "defend finetune"; do
   # shellcheck disable=SC2086  # "data info" is two words on purpose
   lethe $cmd --help
   expect "$cmd --help exits 0" 0
@@ -505,6 +505,26 @@ assert a == b, "the prediction changed with the recorded ground truth"
   lethe train --data "cifar10:$cdir" --net mlp --hidden 8 --epochs 1 --quiet --split "$tmp/split_user.json" \
     --part user --out "$tmp/mlp-user.safetensors"
   expect "hu-approx and hu-exact models for feature recovery" 0
+  lethe data info --data "cifar10:$cdir" --split "$tmp/split_user.json" --indices user,forget --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())["split"]["indices"]
+assert r["user"] == list(range(16)) and r["forget"] == [], r
+' <"$tmp/out"; then
+    pass "data info --indices: the rows of the named parts (D_u is the first 16 images)"
+  else
+    fail "data info --indices (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe train --data "cifar10:$cdir" --net convnet --width 4 --epochs 1 --batch 8 --quiet --limit 16 \
+    --out "$tmp/convnet4.safetensors"
+  if [ "$rc" -eq 0 ] && "$LETHE" info "$tmp/convnet4.safetensors" 2>/dev/null |
+    grep -q "conv0.weight.*\[4, 3, 3, 3\]"; then
+    pass "train --net convnet --width 4: a reduced-width ConvNet"
+  else
+    fail "train --width (exit $rc): $(stderr_excerpt) $("$LETHE" info "$tmp/convnet4.safetensors" 2>&1 | head -c 400)"
+  fi
+  lethe train --data "cifar10:$cdir" --net lenet5 --width 4 --epochs 1 --out "$tmp/bad.safetensors"
+  expect "train --width on lenet5 exits 2" 2 "base_channels"
   recover_args=(attack hu-recover --data "cifar10:$cdir" --restarts 2 --iterations 4)
   theta_o=(--original "$tmp/theta_o.safetensors" --sample 5)
   lethe "${recover_args[@]}" "${theta_o[@]}" --unlearned "$tmp/u-approx.safetensors" --images "$tmp/recovered" --json
@@ -571,6 +591,68 @@ assert r["pruned"] == r["considered"] // 2 and r["threshold"] > 0, r
   expect "defend prune --rate 1.5 exits 2" 2 "rate"
   lethe defend prune --model "$tmp/missing.safetensors" --out "$tmp/pruned.safetensors"
   expect "defend prune on a missing model exits 3" 3 "missing.safetensors"
+
+  # The other two defenses: noise on every parameter, and fine-tuning on the aux part recorded in the target.
+  lethe defend noise --model "$tmp/target.safetensors" --out "$tmp/noisy.safetensors" --sigma 0.01 --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert r["defense"] == "noise" and r["sigma"] == 0.01 and r["scope"] == "all" and r["perturbed"] > 0, r
+assert 0.5 < r["noise_norm"] / (0.01 * r["perturbed"] ** 0.5) < 1.5, r
+' <"$tmp/out" && "$LETHE" info "$tmp/noisy.safetensors" 2>/dev/null | grep -q '"kind": "noise"'; then
+    pass "defend noise --json: N(0, sigma²) on every parameter, the defense recorded in the model"
+  else
+    fail "defend noise (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe defend noise --model "$tmp/target.safetensors" --out "$tmp/noisy.safetensors" --sigma -1
+  expect "defend noise --sigma -1 exits 2" 2 "sigma"
+  lethe defend finetune --model "$tmp/target.safetensors" --data "cifar10:$cdir" --out "$tmp/tuned.safetensors" \
+    --limit 8 --batch 4 --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert r["defense"] == "finetune" and r["part"] == "aux" and r["images"] == 8 and len(r["epochs"]) == 1, r
+' <"$tmp/out" && "$LETHE" info "$tmp/tuned.safetensors" 2>/dev/null | grep -q '"kind": "finetune"'; then
+    pass "defend finetune --json: one epoch on 8 held-out images of the recorded aux part, recorded in the model"
+  else
+    fail "defend finetune (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe defend finetune --model "$tmp/theta_o.safetensors" --data "cifar10:$cdir" --out "$tmp/tuned.safetensors"
+  expect "defend finetune on a split without held-out data exits 2" 2 "is empty"
+  lethe defend finetune --model "$tmp/target.safetensors" --data "cifar10:$cdir" --part test \
+    --out "$tmp/tuned.safetensors"
+  expect "defend finetune on the test split exits 2" 2 "test"
+
+  # Label inference (Hu et al.): tiny ZOO settings; the probes are cached in --work for the second run.
+  label_args=(attack hu-label --original "$tmp/theta_o.safetensors" --probes-per-class 1 --iterations 2 --tries 1
+    --coordinates 16 --work "$tmp/hu-work")
+  lethe "${label_args[@]}" --unlearned "$tmp/u-approx.safetensors" --json
+  cp "$tmp/out" "$tmp/label1.json"
+  lethe "${label_args[@]}" --unlearned "$tmp/u-approx.safetensors" --json
+  if [ "$rc" -eq 0 ] && python3 -c '
+import json, sys
+first, again = (json.load(open(p)) for p in sys.argv[1:])
+assert first["attack"] == "hu-label" and len(first["predicted"]) == 1 and len(first["delta"]) == 10, first
+assert first["decision"] == "probability" and len(first["delta_log_odds"]) == 10, first
+assert first["chance"] == 0.1 and first["probes"]["count"] == 10 and not first["probes"]["cached"], first
+# each probe: one query at its start, then per step 2 x 16 queries and one for its confidence
+assert first["queries"] == first["probes"]["queries"] + 20 and 10 <= first["probes"]["queries"] <= 10 * 67, first
+assert again["probes"]["cached"] and again["predicted"] == first["predicted"] and again["delta"] == first["delta"]
+' "$tmp/label1.json" "$tmp/out"; then
+    pass "attack hu-label --json: Δ per class, the prediction, queries counted; probes cached in --work"
+  else
+    fail "attack hu-label (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${label_args[@]}" --unlearned "$tmp/u-approx.safetensors"
+  if [ "$rc" -eq 0 ] && grep -q "predicted unlearned" "$tmp/out" && grep -q "chance 10%" "$tmp/out"; then
+    pass "attack hu-label prints Δ per class and the prediction beside chance"
+  else
+    fail "attack hu-label text output (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${label_args[@]}" --unlearned "$tmp/u-approx.safetensors" --forget-count 10
+  expect "attack hu-label --forget-count 10 (every class) exits 2" 2 "--forget-count"
+  lethe "${label_args[@]}" --unlearned "$tmp/mlp-user.safetensors"
+  expect "attack hu-label on models of two architectures exits 3" 3 "architecture"
 
   # Corrupt files in each format: exit 3 with the file's name in the message.
   cp -r "$tmp/fx-cifar10" "$tmp/bad-cifar10"

@@ -223,7 +223,14 @@ TEST_CASE("label inference names the class whose probes the unlearned model trus
     const LabelInferenceResult two = infer_unlearned_labels(original, *unlearned, probes, 2);
     CHECK(two.predicted[0] == forgotten);
     CHECK(two.predicted.size() == 2);
+    // The log-odds decision reads the same probabilities on the logit scale: a lowered bias lowers every probe's
+    // log-odds of its class by about the same amount, so it names the class too.
+    const LabelInferenceResult lo = infer_unlearned_labels(original, *unlearned, probes, 1, "log-odds");
+    CHECK(lo.predicted[0] == forgotten);
+    CHECK(lo.delta == r.delta);
+    CHECK(lo.delta_log_odds[static_cast<size_t>(forgotten)] < -0.5);
   }
+  CHECK_THROWS_AS(infer_unlearned_labels(original, original, probes, 1, "entropy"), UsageError);
   CHECK_THROWS_AS(infer_unlearned_labels(original, original, probes, 0), UsageError);
   CHECK_THROWS_AS(infer_unlearned_labels(original, original, probes, kClasses), UsageError);
 }

@@ -17,6 +17,7 @@ struct HuLabelOptions {
   std::string original, unlearned, work;
   DataOptions data;
   int64_t forget_count = 1;
+  std::string decision = "probability";
   attacks::ZooProbeConfig zoo;
 };
 
@@ -50,13 +51,14 @@ int run_hu_label(HuLabelOptions o, const GlobalOptions& g, bool data_given) {
                                     });
   }
   const attacks::LabelInferenceResult r =
-      attacks::infer_unlearned_labels(*original, *unlearned, probes, o.forget_count);
+      attacks::infer_unlearned_labels(*original, *unlearned, probes, o.forget_count, o.decision);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   if (g.json) {
     nlohmann::json j = r.to_json();
     j["attack"] = "hu-label";
     j["forget_count"] = o.forget_count;
+    j["decision"] = o.decision;
     j["chance"] = static_cast<double>(o.forget_count) / static_cast<double>(classes);
     j["probes"] = {{"count", probes.labels.size()},      {"accepted", probes.accepted_count()},
                    {"queries", probes.queries},          {"seconds", probes.seconds},
@@ -68,12 +70,13 @@ int run_hu_label(HuLabelOptions o, const GlobalOptions& g, bool data_given) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("Hu et al. label inference: %zu probes (%lld accepted at p >= %g)%s\n  class  Δ = p_u - p_o\n",
+  std::printf("Hu et al. label inference: %zu probes (%lld accepted at p >= %g)%s, decided by %s\n"
+              "  class  Δ p = p_u - p_o   Δ log-odds\n",
               probes.labels.size(), static_cast<long long>(probes.accepted_count()), o.zoo.accept,
-              cached ? ", cached" : "");
+              cached ? ", cached" : "", o.decision.c_str());
   for (size_t c = 0; c < r.delta.size(); ++c) {
     const bool hit = std::find(r.predicted.begin(), r.predicted.end(), static_cast<int64_t>(c)) != r.predicted.end();
-    std::printf("  %5zu  %+.6f%s\n", c, r.delta[c], hit ? "  <- unlearned" : "");
+    std::printf("  %5zu  %+14.3e  %+11.3e%s\n", c, r.delta[c], r.delta_log_odds[c], hit ? "  <- unlearned" : "");
   }
   std::string list;
   for (const int64_t c : r.predicted) list += (list.empty() ? "" : ",") + std::to_string(c);
@@ -93,6 +96,10 @@ Command add_hu_label_attack(CLI::App& attack, GlobalOptions& g) {
   app->add_option("--unlearned", o->unlearned, "The model after unlearning, θ_u (.safetensors)")->required();
   add_data_options(*app, o->data);
   app->add_option("--forget-count", o->forget_count, "How many classes were unlearned (the top m are named)")
+      ->capture_default_str();
+  app->add_option("--decision", o->decision,
+                  "Rank classes by the mean change of p_k (probability, Hu's) or of its log-odds (log-odds)")
+      ->check(CLI::IsMember(attacks::label_decisions()))
       ->capture_default_str();
   app->add_option("--probes-per-class", o->zoo.probes_per_class, "ZOO probes kept per class")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
