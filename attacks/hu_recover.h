@@ -1,5 +1,5 @@
 #pragma once
-// Hu et al.'s feature recovery (../shared/research/attacks.md §B; docs/attacks/hu-recover-notes.md): a white-box server
+// Hu et al.'s feature recovery (../shared/research/attacks.md §B; docs/attacks/hu-and-defenses.md): a white-box server
 // that holds the model before and after one sample X was unlearned rebuilds X's image from the weights alone.
 //
 //   1. the gradient estimate g* from the weights (gradient_estimate): the unlearning update is (a multiple of) X's

@@ -1,5 +1,5 @@
 #pragma once
-// How close a reconstructed image is to the original (Hu et al.'s feature recovery; docs/attacks/hu-recover-notes.md),
+// How close a reconstructed image is to the original (Hu et al.'s feature recovery; docs/attacks/hu-and-defenses.md),
 // and what chance alone scores: the same measures for uniform-random images. Images are CPU [C, H, W] or [1, C, H, W]
 // tensors of pixels in [0, 1].
 #include <cstdint>

@@ -15,17 +15,7 @@ using namespace lethe;
 
 namespace {
 
-std::unique_ptr<Model> lenet(Backend& be) {
-  ModelSpec spec;
-  spec.arch = "lenet5";
-  spec.channels = 1;
-  spec.height = 28;
-  spec.width = 28;
-  spec.num_classes = 10;
-  spec.mean = {0.5f};
-  spec.std = {0.25f};
-  return make_model(spec, be, 11);
-}
+std::unique_ptr<Model> lenet(Backend& be) { return make_model(test::lenet5_spec(), be, 11); }
 
 int64_t zeros_in(const Tensor& t) {
   const std::vector<float> v = t.to_vector();

@@ -20,10 +20,7 @@ using namespace lethe::attacks;
 
 namespace {
 
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(2);
-  return *be;
-}
+using test::cpu;
 
 // A linear model 1x1x2 -> 2 classes (weights [2, 2], bias [2]: 6 parameters) holding `values`.
 std::unique_ptr<Model> linear_model(const std::vector<float>& values) {

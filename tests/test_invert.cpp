@@ -22,10 +22,7 @@ namespace {
 
 constexpr int64_t kClasses = 4;
 
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(2);
-  return *be;
-}
+using test::cpu;
 
 // A LeNet-5 trained on classes 0, 2 and 3 only, so class 1 is "forgotten" as completely as retraining makes it; its
 // output bias is pushed down as retraining without the class does.

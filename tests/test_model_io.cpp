@@ -14,14 +14,6 @@ using lethe::test::TempDir;
 
 namespace {
 
-ModelSpec lenet_spec() {
-  ModelSpec spec;
-  spec.arch = "lenet5";
-  spec.mean = {0.2860f};
-  spec.std = {0.3530f};
-  return spec;
-}
-
 ModelSpec mlp_spec() {
   ModelSpec spec;
   spec.arch = "mlp";
@@ -132,7 +124,7 @@ void check_load_error(const std::string& path, Backend& be, const std::vector<st
 
 }  // namespace
 
-TEST_CASE("model_io: lenet5 round trip keeps every tensor, the provenance and the logits") { round_trip(lenet_spec(), 11); }
+TEST_CASE("model_io: lenet5 round trip keeps every tensor, the provenance and the logits") { round_trip(test::lenet5_spec(), 11); }
 
 TEST_CASE("model_io: mlp round trip keeps hidden widths and exact normalisation") { round_trip(mlp_spec(), 12); }
 
@@ -166,7 +158,7 @@ TEST_CASE("model_io: a bad base channel width in a file is an input error") {
   check_load_error(with_base("8"), *be, {"model.conv0.weight", "expects F32 [8, 1, 3, 3]"});
   check_load_error(with_base("100000"), *be, {"cannot build", "base_channels is 100000"});
   // lenet5 has no base width: a file that gives one describes a model that does not exist.
-  auto lenet = make_model(lenet_spec(), *be, 5);
+  auto lenet = make_model(test::lenet5_spec(), *be, 5);
   const std::string lenet_path = edited_file(dir, *lenet, [](auto&, std::map<std::string, std::string>& metadata) {
     metadata["base_channels"] = "8";
   });
@@ -212,7 +204,7 @@ TEST_CASE("model_io: BatchNorm buffers, including the I64 num_batches_tracked sc
 
 TEST_CASE("model_io: files that do not match the arch are rejected, naming the file and the tensor") {
   auto be = make_cpu_backend(1);
-  auto model = make_model(lenet_spec(), *be, 5);
+  auto model = make_model(test::lenet5_spec(), *be, 5);
   TempDir dir("model_io_bad");
   using Tensors = std::vector<std::pair<std::string, Tensor>>;
   using Meta = std::map<std::string, std::string>;

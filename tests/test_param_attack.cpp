@@ -20,10 +20,7 @@ namespace {
 
 constexpr int64_t kClasses = 4;
 
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(2);
-  return *be;
-}
+using test::cpu;
 
 // A small MLP whose classifier is fc [kClasses, 8]: rows and biases set by hand.
 std::unique_ptr<Model> mlp_with_classifier(const std::vector<std::vector<float>>& rows, const std::vector<float>& bias) {

@@ -54,10 +54,7 @@ const Task& task() {
   return t;
 }
 
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(2);
-  return *be;
-}
+using test::cpu;
 
 std::unique_ptr<Model> copy_of(const Model& m) {
   auto c = make_model_uninitialised(m.spec(), m.backend());

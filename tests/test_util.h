@@ -13,13 +13,16 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/data.h"
 #include "engine/error.h"
+#include "engine/model.h"
 #include "engine/tensor.h"
 
 namespace lethe::test {
@@ -218,6 +221,21 @@ class TempDir {
 // A small synthetic image set (1x12x12). With `signal`, class y lights row y * 12 / classes, so a few steps of
 // training learn it; without, pixels are noise and only memorisation can fit the labels. A `label_noise` fraction
 // of the labels are replaced by random ones.
+// The 2-thread CPU backend the test cases share (models built on it may live in function statics across cases).
+inline Backend& cpu() {
+  static const std::unique_ptr<Backend> backend = make_cpu_backend(2);
+  return *backend;
+}
+
+// LeNet-5's spec at Fashion-MNIST's shape and normalisation (the arch most tests build).
+inline ModelSpec lenet5_spec() {
+  ModelSpec spec;
+  spec.arch = "lenet5";
+  spec.mean = {0.2860f};
+  spec.std = {0.3530f};
+  return spec;  // ModelSpec's defaults: 1x28x28, 10 classes
+}
+
 inline Dataset synthetic_dataset(int64_t n, int64_t classes, uint64_t seed, bool signal = true,
                                  double label_noise = 0.0) {
   Rng rng(seed);

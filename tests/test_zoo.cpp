@@ -20,10 +20,7 @@ namespace {
 
 constexpr int64_t kClasses = 4;
 
-Backend& cpu() {
-  static std::unique_ptr<Backend> be = make_cpu_backend(2);
-  return *be;
-}
+using test::cpu;
 
 // An MLP trained on the synthetic task, so probes for every class exist.
 Model& trained() {

@@ -142,7 +142,8 @@ Command add_defend_command(CLI::App& parent, GlobalOptions& g) {
       ->capture_default_str();
   finetune_app->add_option("--momentum", ft->train.optim.momentum, "SGD momentum")->check(CLI::Range(0.0f, 1.0f))
       ->capture_default_str();
-  finetune_app->add_option("--batch", ft->train.batch, "Mini-batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+  finetune_app->add_option("--batch", ft->train.batch, "Mini-batch size")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
   finetune_app->add_flag("--freeze-bn", ft->train.freeze_bn, "BatchNorm in eval mode while fine-tuning");
   add_global_options(*finetune_app, g);
