@@ -44,7 +44,7 @@ DEFENSES = [
     ("finetune 1000", ["finetune", "--epochs", "1", "--limit", "1000"]),
 ]
 NET_ARGS = {"lenet5": ["--net", "lenet5"], "convnet": ["--net", "convnet", "--width", "8"]}
-THETA0_EPOCHS = {"lenet5": 5, "convnet": 3}
+THETA0_EPOCHS = {"lenet5": 5, "convnet": 2}
 
 
 def load_json(path):
@@ -55,7 +55,9 @@ def load_json(path):
 class Lab:
     def __init__(self, a, net):
         self.a, self.net = a, net
-        self.dir = os.path.join(a.work, net if a.user_batch == 512 else f"{net}-b{a.user_batch}")
+        variant = "" if a.user_size == 512 else f"-u{a.user_size}"
+        variant += "" if a.user_batch == 512 else f"-b{a.user_batch}"
+        self.dir = os.path.join(a.work, net + variant)
         os.makedirs(self.dir, exist_ok=True)
 
     def p(self, *parts):
@@ -79,7 +81,7 @@ class Lab:
     def setup(self):
         split = self.p("split.json")
         if not os.path.exists(split):
-            self.lethe("data", "split", "--data", DATA, "--user-pool", "10000", "--user-size", "512",
+            self.lethe("data", "split", "--data", DATA, "--user-pool", "10000", "--user-size", str(self.a.user_size),
                        "--aux-fraction", "0.1", "--seed", "0", "--out", split, json_out=False)
         log(f"{self.net}: θ_0 and θ_o")
         self.model(self.p("theta0.safetensors"), "train", "--data", DATA, *NET_ARGS[self.net], "--split", split,
@@ -242,8 +244,9 @@ def main():
     ap.add_argument("--stages", default="setup,label,recover,matrix")
     ap.add_argument("--nets", default="lenet5")
     ap.add_argument("--fractions", default="0.01,0.1,0.25,0.5,1.0")
+    ap.add_argument("--user-size", type=int, default=512, help="|D_u|")
     ap.add_argument("--user-batch", type=int, default=512,
-                    help="θ_o's batch on D_u (hu-exact repeats the recipe); 512: one full-batch step")
+                    help="θ_o's batch on D_u (hu-exact repeats the recipe); 512 with |D_u| = 512: one full-batch step")
     ap.add_argument("--samples", type=int, default=10, help="feature recovery: samples of D_u")
     ap.add_argument("--matrix-samples", type=int, default=2, help="feature recovery samples per defense")
     ap.add_argument("--recover-iterations", type=int, default=2000)
