@@ -633,7 +633,8 @@ CUDA_CASE("magnitude pruning selects and prunes like the cpu") {
   }
 }
 
-// ZOO's query images and coordinate-Adam step (kernels/zoo.h): the same probes, draws and logits give the same bits;
+// ZOO's query images and coordinate-Adam step (kernels/zoo.h): the same probes, draws and logits give the same bits
+// (on a device, the step to within kHostMath);
 // a subset of probes is active, so idle rows must stay untouched, and the state starts mid-run (powers below 1).
 CUDA_CASE("ZOO queries and coordinate Adam step like the cpu") {
   Rng rng(68);
@@ -670,8 +671,9 @@ CUDA_CASE("ZOO queries and coordinate Adam step like the cpu") {
     sim().zoo_step(s_x, on(Device::CUDA, row_t), on(Device::CUDA, coords), on(Device::CUDA, logits),
                    on(Device::CUDA, label_t), on(Device::CUDA, lr), s_state, hp);
     cpu().zoo_step(c_x, row_t, coords, logits, label_t, lr, c_state, hp);
-    expect_match(s_x, c_x, kExact, "ZOO probes after a step");
-    expect_match(s_state, c_state, kExact, "ZOO Adam state");
+    // The estimate's log-sum-exp is double exp/log: the device's libm may differ from the host's by an ulp.
+    expect_match(s_x, c_x, kHostMath, "ZOO probes after a step");
+    expect_match(s_state, c_state, kHostMath, "ZOO Adam state");
     check_guards();
   }
 }
