@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "engine/error.h"
+#include "engine/optim.h"
 #include "engine/schedule.h"
 #include "engine/trainer.h"
 
@@ -27,12 +28,6 @@ bool same_parameters(const ParamArena& a, const ParamArena& b) {
   for (size_t i = 0; i < a.entries().size(); ++i)
     if (a.entries()[i].name != b.entries()[i].name || a.entries()[i].shape != b.entries()[i].shape) return false;
   return true;
-}
-
-Tensor copy_on(Backend& be, const Tensor& src) {
-  Tensor t = Tensor::empty(src.shape(), src.dtype(), be.device());
-  be.copy(src, t);
-  return t;
 }
 
 // Replaces every element by its sign (0 stays 0), as Hu's code does to the x-gradient. The images are small, so it
@@ -76,7 +71,7 @@ void check_same_architecture(const Model& a, const std::string& a_name, const Mo
                     same_parameters(a.arena(), b.arena());
   if (!same)
     throw InputError(a_name + " is " + describe(a) + " and " + b_name + " is " + describe(b) +
-                     ": feature recovery compares the weights of one architecture (same layers, shapes and input "
+                     ": the attack compares two models of one architecture (same layers, shapes and input "
                      "normalisation)");
 }
 
@@ -85,7 +80,7 @@ Tensor gradient_estimate(const Model& original, const std::string& original_name
                          int64_t user_count, int64_t forget_count) {
   check_same_architecture(original, original_name, unlearned, unlearned_name);
   Backend& be = original.backend();
-  Tensor g = copy_on(be, unlearned.arena().params());
+  Tensor g = unlearned.arena().params().to(be.device());
   if (!pretrained) {
     be.axpy(-1.0f, original.arena().params(), g);  // θ_u - θ_o
   } else {
@@ -94,7 +89,7 @@ Tensor gradient_estimate(const Model& original, const std::string& original_name
       throw UsageError("exact unlearning needs 0 < k < N (k = " + std::to_string(forget_count) +
                        " unlearned samples, N = " + std::to_string(user_count) + " user samples)");
     const Tensor& theta0 = pretrained->arena().params();
-    Tensor original_step = copy_on(be, original.arena().params());
+    Tensor original_step = original.arena().params().to(be.device());
     be.axpy(-1.0f, theta0, original_step);  // θ_o - θ_0
     be.axpy(-1.0f, theta0, g);              // θ_u - θ_0
     be.scale(g, static_cast<float>(user_count - forget_count));
@@ -174,9 +169,9 @@ RecoveryObjective::RecoveryObjective(Model& model, const Tensor& target_gradient
   if (!std::isfinite(target2) || target2 == 0) throw InputError("g* must be finite and nonzero");
   // Relative to the parameters' scale (a model of all-zero weights gets the bare epsilon).
   epsilon_ = static_cast<float>(epsilon * (params2 > 0 ? std::sqrt(params2) : 1.0));
-  u1_ = copy_on(be, target_gradient.reshape({model.arena().size()}));
+  u1_ = target_gradient.reshape({model.arena().size()}).to(be.device());
   be.scale(u1_, static_cast<float>(1.0 / std::sqrt(target2)));
-  saved_params_ = copy_on(be, model.arena().params());
+  saved_params_ = model.arena().params().to(be.device());
   label_one_ = Tensor::from_labels({label}).to(be.device());
 }
 
@@ -283,10 +278,9 @@ RecoveryResult run_recovery(Model& model, const Tensor& target_gradient, int64_t
   for (int64_t it = 0; it < cfg.iterations; ++it) {
     const std::vector<double> f = objective.gradient(x, dx);
     take_sign(dx);
-    const float t = static_cast<float>(it + 1);
-    const kernels::AdamHyper h{lr_at(schedule, cfg.lr, static_cast<int>(it)), 0.9f, 0.999f, 1e-8f, cfg.weight_decay,
-                               /*decoupled=*/true, 1.0f - std::pow(0.9f, t), std::sqrt(1.0f - std::pow(0.999f, t))};
-    be.adam_step(x, dx, m, v, h);
+    be.adam_step(x, dx, m, v,
+                 adam_hyper(lr_at(schedule, cfg.lr, static_cast<int>(it)), 0.9f, 0.999f, 1e-8f, cfg.weight_decay,
+                            /*decoupled=*/true, it + 1));
     be.clamp(x, 0.0f, 1.0f);
     if (progress) {
       double best = std::numeric_limits<double>::infinity();

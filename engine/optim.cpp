@@ -59,18 +59,8 @@ class Adam final : public Optimizer {
 
   void step(float lr) override {
     check_lr(lr, decoupled_ ? "AdamW" : "Adam");
-    // PyTorch counts steps from 1 and forms the bias corrections in double (Python floats) before use.
-    const double t = static_cast<double>(steps_ + 1);
-    const double bc1 = 1.0 - std::pow(static_cast<double>(cfg_.beta1), t);
-    const double bc2_sqrt = std::sqrt(1.0 - std::pow(static_cast<double>(cfg_.beta2), t));
-    const kernels::AdamHyper h{lr,
-                               cfg_.beta1,
-                               cfg_.beta2,
-                               cfg_.eps,
-                               cfg_.weight_decay,
-                               decoupled_,
-                               static_cast<float>(bc1),
-                               static_cast<float>(bc2_sqrt)};
+    const kernels::AdamHyper h =
+        adam_hyper(lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, decoupled_, steps_ + 1);
     Tensor params = arena_.params();
     be_.adam_step(params, arena_.grads(), m_, v_, h);
     ++steps_;
@@ -103,6 +93,14 @@ void validate_adam(const OptimConfig& c, const std::string& name) {
 }
 
 }  // namespace
+
+kernels::AdamHyper adam_hyper(float lr, float beta1, float beta2, float eps, float weight_decay, bool decoupled,
+                              int64_t t) {
+  // PyTorch counts steps from 1 and forms the bias corrections in double (Python floats) before use.
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t)));
+  return {lr, beta1, beta2, eps, weight_decay, decoupled, static_cast<float>(bc1), static_cast<float>(bc2_sqrt)};
+}
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamArena& arena, Backend& be) {
   LETHE_CHECK(arena.finalized(), "optimizer created before the parameter arena was finalized");

@@ -30,4 +30,9 @@ class Optimizer {
 // Throws UsageError for an unknown kind or invalid hyper-parameters (e.g. nesterov without momentum).
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig&, ParamArena&, Backend&);
 
+// Adam's hyperparameters for step t (counted from 1), the bias corrections formed in double as PyTorch does (Python
+// floats) before they are rounded to the kernel's float.
+kernels::AdamHyper adam_hyper(float lr, float beta1, float beta2, float eps, float weight_decay, bool decoupled,
+                              int64_t t);
+
 }  // namespace lethe

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "attacks/hu_label.h"
+#include "attacks/hu_recover.h"
 #include "nets/model_io.h"
 #include "tools/common.h"
 #include "tools/progress.h"
@@ -27,9 +28,7 @@ int run_hu_label(HuLabelOptions o, const GlobalOptions& g, bool data_given) {
   auto be = open_backend(g);
   auto original = load_model(o.original, *be);
   auto unlearned = load_model(o.unlearned, *be);
-  if (unlearned->spec().arch != original->spec().arch || unlearned->arena().size() != original->arena().size() ||
-      unlearned->spec().input_shape(1) != original->spec().input_shape(1))
-    throw InputError(o.unlearned + ": not the architecture of " + o.original);
+  attacks::check_same_architecture(*original, o.original, *unlearned, o.unlearned);
   if (data_given) {  // the attack needs no data; --data only checks that the models are the ones meant
     const Dataset test = load_dataset(parse_data_ref(o.data.data), Split::Test, o.data.load_options());
     check_data_fits_model(test, original->spec(), o.original);
