@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "datasets/bytes.h"
@@ -77,10 +78,36 @@ void check_png_chunks(const std::string& name, const std::string& bytes) {
   }
 }
 
-// stb_image 2.27 (the version Debian ships) writes past its Huffman tables when a JPEG DHT segment defines more than
-// 256 codes (fixed upstream in 2.28). This walks the markers the way stb's decoder does, so it sees every DHT stb
-// would process, and refuses such a table before stb reads it. Where stb would give up, the walk stops or, where
-// simpler, carries on: checking more than stb reads is harmless.
+// stb_image 2.27 (the version Debian ships) has two Huffman-table faults, both fixed upstream in 2.28: it writes past
+// a table when a JPEG DHT segment defines more than 256 codes, and it decodes a scan with a table no DHT segment
+// defined, whose contents are then whatever its (uninitialised) allocation held, so a symbol index can leave the
+// table. This walks the markers the way stb's decoder does, so it sees every DHT and SOS stb would process, and
+// refuses either fault before stb reads the file. Where stb would give up, the walk stops or, where simpler,
+// carries on: checking more than stb reads is harmless.
+// A scan header (SOS at byte offset `sos`) names a DC and an AC table per component; stb decodes with the DC table
+// in baseline scans and first DC scans of progressive ones, and with the AC table in baseline and AC scans.
+void check_scan_tables(const std::string& name, const std::string& bytes, size_t sos, bool progressive,
+                       const bool (&defined)[2][4]) {
+  const auto at = [&](size_t i) -> unsigned { return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0; };
+  const unsigned components = at(sos + 4);
+  if (components < 1 || components > 4) return;  // stb refuses the scan
+  const size_t selection = sos + 5 + 2 * size_t{components};  // spectral start, end, successive approximation
+  const unsigned spectral_start = at(selection), high_bit = at(selection + 2) >> 4;
+  const bool uses_dc = !progressive || (spectral_start == 0 && high_bit == 0);  // DC refinement reads raw bits
+  const bool uses_ac = !progressive || spectral_start > 0;
+  for (unsigned i = 0; i < components; ++i) {
+    const unsigned tables = at(sos + 6 + 2 * i), dc = tables >> 4, ac = tables & 15;
+    if (dc > 3 || ac > 3) return;  // stb refuses the scan
+    for (const auto& [used, table_class, id] : {std::tuple{uses_dc, 0u, dc}, std::tuple{uses_ac, 1u, ac}}) {
+      if (used && !defined[table_class][id]) {
+        throw InputError(name + ": corrupt JPEG: the scan at byte offset " + std::to_string(sos) + " decodes with " +
+                         (table_class == 0 ? "DC" : "AC") + " Huffman table " + std::to_string(id) +
+                         ", which no DHT segment before it defines");
+      }
+    }
+  }
+}
+
 void check_jpeg_huffman_tables(const std::string& name, const std::string& bytes) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t size = bytes.size();
@@ -89,6 +116,8 @@ void check_jpeg_huffman_tables(const std::string& name, const std::string& bytes
   if (size < 2 || b[0] != 0xFF) return;  // stb needs FF (FF...) D8 at the start
   size_t pos = 0;
   bool first = true;
+  bool progressive = false;
+  bool defined[2][4] = {};  // [class: 0 DC, 1 AC][table id]
   for (;;) {
     // stbi__get_marker: skip bytes up to an FF (stb does so before the frame header and gives up after it), then
     // FF fill bytes; the next byte is the marker.
@@ -106,6 +135,9 @@ void check_jpeg_huffman_tables(const std::string& name, const std::string& bytes
       int64_t remaining = static_cast<int64_t>(be16(pos)) - 2;
       pos += 2;
       while (remaining > 0) {
+        const uint64_t table_class = at(pos) >> 4, table_id = at(pos) & 15;
+        if (table_class > 1 || table_id > 3) return;  // stb refuses the segment
+        defined[table_class][table_id] = true;
         uint64_t codes = 0;
         for (size_t i = 0; i < 16; ++i) codes += at(pos + 1 + i);
         if (codes > 256) {
@@ -131,10 +163,12 @@ void check_jpeg_huffman_tables(const std::string& name, const std::string& bytes
       pos += 4;
     } else if ((marker >= 0xE0 && marker <= 0xEF) || marker == 0xFE || marker == 0xC0 || marker == 0xC1 ||
                marker == 0xC2) {  // APPn, COM, SOF0..2: skipped by their length
+      if (marker == 0xC2) progressive = true;
       const uint64_t length = be16(pos);
       if (length < 2) return;
       pos += length;
     } else if (marker == 0xDA) {  // SOS: the scan header, then entropy-coded data
+      check_scan_tables(name, bytes, pos - 2, progressive, defined);
       pos += be16(pos);
       // The entropy decoder reads FF 00 (a stuffed FF) and FF Dn (restart) as data and stops at the first other
       // marker, or earlier; in both cases the next marker stb processes is that one.

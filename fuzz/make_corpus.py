@@ -198,14 +198,15 @@ def bmp(width, height, bits, pixel_rows, palette=b""):
 ZIGZAG_LEN = 64
 
 
-def jpeg_baseline(width, height, components, blocks_per_mcu_order, coefficients, extra_dht=b""):
+def jpeg_baseline(width, height, components, blocks_per_mcu_order, coefficients, extra_dht=b"", scan_tables=0x00):
     """A baseline (SOF0) JPEG written from quantised DCT coefficients, so no DCT is needed here.
 
     components: list of (id, h, v); all share quantisation table 0 (all 4s) and Huffman tables 0. The Huffman
     tables are valid but not the standard ones: every DC category 0..11 gets a 4-bit code, and every AC symbol
     (EOB, ZRL, run/size 0..15 x 1..10) an 8-bit code. blocks_per_mcu_order lists the component index of each
     block in scan order; coefficients gives each block's coefficients in zigzag order (missing ones are 0).
-    extra_dht is appended to the DHT segment as further (raw) table definitions.
+    extra_dht is appended to the DHT segment as further (raw) table definitions. scan_tables is the scan header's
+    DC/AC table selector byte for every component.
     """
     dc_symbols = list(range(12))
     ac_symbols = [0x00, 0xF0] + [(run << 4) | size for run in range(16) for size in range(1, 11)]
@@ -269,7 +270,7 @@ def jpeg_baseline(width, height, components, blocks_per_mcu_order, coefficients,
         return bytes([tc << 4]) + bytes(counts) + bytes(symbols)
 
     dht = segment(0xC4, table(0, dc_symbols, 4) + table(1, ac_symbols, 8) + extra_dht)
-    sos = segment(0xDA, bytes([len(components)]) + b"".join(bytes([cid, 0x00]) for cid, _, _ in components) +
+    sos = segment(0xDA, bytes([len(components)]) + b"".join(bytes([cid, scan_tables]) for cid, _, _ in components) +
                   b"\x00\x3f\x00")
     return b"\xff\xd8" + dqt + sof + dht + sos + bytes(scan) + b"\xff\xd9"
 
@@ -299,6 +300,10 @@ def make_image():
     oversized_table = bytes([0x11]) + bytes([0] * 14 + [255, 255]) + bytes(i & 0xFF for i in range(510))
     write("image", "regress_dht_510_codes.jpg",
           jpeg_baseline(16, 8, [(1, 1, 1)], [0, 0], [[20], [-15]], extra_dht=oversized_table))
+    # Regression: a scan decoding with Huffman tables no DHT defined (DC 3, AC 3) read stb_image 2.27's uninitialised
+    # tables, and a symbol index past their end.
+    write("image", "regress_jpeg_undefined_huffman.jpg",
+          jpeg_baseline(16, 8, [(1, 1, 1)], [0, 0], [[20], [-15]], scan_tables=0x33))
 
 
 def main():

@@ -548,6 +548,27 @@ TEST_CASE("image_folder: JPEG Huffman tables with more than 256 codes are refuse
   CHECK(decode_image("good.jpg", good).shape() == Shape{3, 16, 16});
 }
 
+TEST_CASE("image_folder: a JPEG scan that decodes with an undefined Huffman table is refused before stb reads it") {
+  const std::string good = fixtures::jpeg_bytes(pattern(16, 16, 3, 61), 16, 16, 3, 90);
+  const size_t sos = good.find("\xFF\xDA");
+  REQUIRE(sos != std::string::npos);
+  REQUIRE(static_cast<unsigned char>(good[sos + 4]) == 3);  // three components, selectors at sos + 6, 8, 10
+  const auto with_selector = [&](size_t component, char tables) {
+    std::string bytes = good;
+    bytes[sos + 6 + 2 * component] = tables;
+    return bytes;
+  };
+  const std::string dc = input_error([&] { decode_image("dc.jpg", with_selector(1, '\x31')); });
+  CHECK(dc.find("dc.jpg") != std::string::npos);
+  CHECK(dc.find("DC Huffman table 3") != std::string::npos);
+  CHECK(dc.find("byte offset " + std::to_string(sos)) != std::string::npos);
+  const std::string ac = input_error([&] { decode_image("ac.jpg", with_selector(2, '\x12')); });
+  CHECK(ac.find("AC Huffman table 2") != std::string::npos);
+  // The tables the encoder did define may be used by any component.
+  CHECK(decode_image("swapped.jpg", with_selector(0, '\x11')).shape() == Shape{3, 16, 16});
+  CHECK(decode_image("good.jpg", good).shape() == Shape{3, 16, 16});
+}
+
 TEST_CASE("image_folder: random mutations of PNG, BMP and JPEG either decode or throw InputError") {
   const auto px = pattern(8, 8, 3, 50);
   const std::vector<std::pair<std::string, std::string>> seeds = {
