@@ -101,14 +101,7 @@ Prototypes synthesise(Model& source, const InversionConfig& cfg, const Inversion
 std::unique_ptr<Model> reference_model(const Model& target, const Dataset& aux, const InversionConfig& cfg,
                                        WorkCache& cache, nlohmann::json& key_out) {
   const ModelSpec& spec = target.spec();
-  TrainConfig recipe;
-  recipe.epochs = cfg.reference_epochs;
-  recipe.batch = 128;
-  recipe.optim.lr = 0.05f;
-  recipe.optim.momentum = 0.9f;
-  recipe.schedule.kind = "cosine";
-  recipe.schedule.total_epochs = recipe.epochs;
-  recipe.seed = cfg.seed;
+  const TrainConfig recipe = standard_recipe(cfg.reference_epochs, cfg.seed);
   const nlohmann::json key = {{"arch", spec.arch},
                               {"shape", {spec.channels, spec.height, spec.width}},
                               {"classes", spec.num_classes},

@@ -280,14 +280,7 @@ ShadowSet shadow_set(const Model& target, const Dataset& aux, const ParamAttackC
   const std::vector<int64_t> half_b(perm.begin() + aux.size() / 2, perm.end());
   const Dataset train_half = subset(aux, half_a), probe_half = subset(aux, half_b);
 
-  TrainConfig recipe;  // lethe train's defaults
-  recipe.epochs = cfg.shadow.train_epochs;
-  recipe.batch = 128;
-  recipe.optim.lr = 0.05f;
-  recipe.optim.momentum = 0.9f;
-  recipe.schedule.kind = "cosine";
-  recipe.schedule.total_epochs = recipe.epochs;
-  recipe.seed = shadow_seed;
+  const TrainConfig recipe = standard_recipe(cfg.shadow.train_epochs, shadow_seed);
 
   const nlohmann::json spec_key = {{"arch", spec.arch},          {"shape", {spec.channels, spec.height, spec.width}},
                                    {"classes", k},               {"base_channels", spec.base_channels},

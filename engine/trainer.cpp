@@ -21,6 +21,18 @@ double short_decimal(float v) {
 }
 }  // namespace
 
+TrainConfig standard_recipe(int epochs, uint64_t seed) {
+  TrainConfig cfg;
+  cfg.epochs = epochs;
+  cfg.batch = 128;
+  cfg.optim.lr = 0.05f;
+  cfg.optim.momentum = 0.9f;
+  cfg.schedule.kind = "cosine";
+  cfg.schedule.total_epochs = epochs;
+  cfg.seed = seed;
+  return cfg;
+}
+
 nlohmann::json TrainConfig::to_json() const {
   return {{"epochs", epochs},
           {"batch", batch},

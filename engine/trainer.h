@@ -32,6 +32,10 @@ struct TrainConfig {
   static TrainConfig from_json(const nlohmann::json& j, const std::string& source);
 };
 
+// `lethe train`'s default recipe: SGD with momentum 0.9 at lr 0.05, batch 128, cosine-annealed over `epochs`,
+// shuffled by `seed`, no augmentation. Models an attack or an audit trains for itself use it.
+TrainConfig standard_recipe(int epochs, uint64_t seed);
+
 struct EpochReport {
   int epoch = 0;               // 0-based
   double loss = 0;             // mean over the epoch

@@ -85,6 +85,9 @@ Command add_hu_recover_attack(CLI::App& attack, GlobalOptions& g);
 // `lethe attack hu-label` (tools/cmd_attack_hu_label.cpp), a subcommand of `attack`.
 Command add_hu_label_attack(CLI::App& attack, GlobalOptions& g);
 Command add_defend_command(CLI::App& parent, GlobalOptions& g);
+// `lethe audit` and `lethe report` (tools/cmd_audit.cpp).
+Command add_audit_command(CLI::App& parent, GlobalOptions& g);
+Command add_report_command(CLI::App& parent, GlobalOptions& g);
 
 // The backend for --device/--threads, announced on stderr unless --quiet.
 std::unique_ptr<Backend> open_backend(const GlobalOptions& g);

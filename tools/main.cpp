@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   const std::vector<Command> commands = {add_train_command(app, g), add_eval_command(app, g),
                                          add_info_command(app, g), add_predict_command(app, g),
                                          add_data_command(app, g), add_unlearn_command(app, g),
-                                         add_attack_command(app, g), add_defend_command(app, g)};
+                                         add_attack_command(app, g), add_defend_command(app, g),
+                                         add_audit_command(app, g),  add_report_command(app, g)};
 
   try {
     app.parse(argc, argv);
