@@ -113,24 +113,30 @@ std::string UnlearningRun::key() const { return forget.key() + "/" + method; }
 std::string Trial::key() const { return run.key() + "/" + attack; }
 
 std::vector<ForgetCase> forget_cases(const PlanConfig& plan) {
-  const int64_t n = static_cast<int64_t>(plan.classes.size());
+  std::vector<int64_t> classes;  // in the given order, each once
+  for (const int64_t c : plan.classes)
+    if (std::find(classes.begin(), classes.end(), c) == classes.end()) classes.push_back(c);
+  const int64_t n = static_cast<int64_t>(classes.size());
   std::vector<ForgetCase> cases;
+  const auto add = [&](uint64_t seed, const std::string& scenario, std::vector<int64_t> set) {
+    std::sort(set.begin(), set.end());
+    const bool repeated = std::any_of(cases.begin(), cases.end(), [&](const ForgetCase& f) {
+      return f.seed == seed && f.scenario == scenario && f.classes == set;
+    });
+    if (!repeated) cases.push_back({seed, scenario, std::move(set)});
+  };
   for (const uint64_t seed : plan.seeds) {
     for (const std::string& scenario : plan.scenarios) {
       if (scenario == "single") {
-        for (const int64_t c : plan.classes) cases.push_back({seed, scenario, {c}});
+        for (const int64_t c : classes) add(seed, scenario, {c});
       } else if (scenario == "multi") {
         if (plan.multi_size < 2 || plan.multi_size > n)
           throw UsageError("multi-class scenario: sets of " + std::to_string(plan.multi_size) + " classes need at "
                            "least that many classes to forget (have " + std::to_string(n) + ")");
         for (int64_t i = 0; i < n; ++i) {
           std::vector<int64_t> set;
-          for (int64_t j = 0; j < plan.multi_size; ++j) set.push_back(plan.classes[(i + j) % n]);
-          std::sort(set.begin(), set.end());
-          const bool repeated = std::any_of(cases.begin(), cases.end(), [&](const ForgetCase& f) {
-            return f.seed == seed && f.scenario == scenario && f.classes == set;
-          });
-          if (!repeated) cases.push_back({seed, scenario, set});
+          for (int64_t j = 0; j < plan.multi_size; ++j) set.push_back(classes[(i + j) % n]);
+          add(seed, scenario, std::move(set));
         }
       } else {
         throw UsageError("unknown scenario '" + scenario + "' (have: single, multi)");

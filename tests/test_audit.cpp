@@ -46,10 +46,13 @@ TEST_CASE("audit plan: single-class cases per class, multi-class sets cycle thro
   for (const UnlearningRun& r : runs) keys.insert(r.key());
   CHECK(keys.size() == runs.size());
 
-  plan.classes = {2, 6};  // {2, 6} and {6, 2} are one set
+  plan.classes = {2, 6, 2};  // a repeated class counts once, and {2, 6} and {6, 2} are one set
   plan.seeds = {0};
   plan.scenarios = {"multi"};
   CHECK(forget_cases(plan).size() == 1);
+  plan.scenarios = {"single"};
+  CHECK(forget_cases(plan).size() == 2);
+  plan.scenarios = {"multi"};
   plan.multi_size = 3;
   CHECK(usage_error_of([&] { forget_cases(plan); }).find("sets of 3") != std::string::npos);
   plan.multi_size = 2;

@@ -330,15 +330,20 @@ int Audit::run() {
 
   // The work left: every trial not yet in the log, in the runs this shard owns.
   int64_t total = 0, finished = 0;
-  std::vector<std::pair<const audit::UnlearningRun*, std::vector<std::string>>> todo;
+  struct Todo {
+    const audit::UnlearningRun* run;
+    bool unlearning_logged;
+    std::vector<std::string> attacks;
+  };
+  std::vector<Todo> todo;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (!shard.owns(static_cast<int64_t>(i))) continue;
-    std::vector<std::string> pending;
+    Todo t{&runs[i], log_->has(runs[i].key()), {}};
     for (const std::string& a : s_.plan.attacks)
-      if (!log_->has(audit::Trial{runs[i], a}.key())) pending.push_back(a);
-    if (pending.empty() && log_->has(runs[i].key())) continue;
-    total += 1 + static_cast<int64_t>(pending.size());
-    todo.emplace_back(&runs[i], std::move(pending));
+      if (!log_->has(audit::Trial{runs[i], a}.key())) t.attacks.push_back(a);
+    if (t.attacks.empty() && t.unlearning_logged) continue;
+    total += (t.unlearning_logged ? 0 : 1) + static_cast<int64_t>(t.attacks.size());
+    todo.push_back(std::move(t));
   }
   const int64_t planned = static_cast<int64_t>(runs.size() * (1 + s_.plan.attacks.size()));
   note(g_, "audit: " + std::to_string(runs.size()) + " unlearning runs x " + std::to_string(s_.plan.attacks.size()) +
@@ -347,13 +352,13 @@ int Audit::run() {
 
   {
     Progress bar("audit", total, g_.quiet);
-    for (const auto& [run, pending] : todo) {
+    for (const auto& [run, unlearning_logged, pending] : todo) {
       const std::string where = run->key();
       bar.update(finished, where + ": original");
       Model& original = *original_for(run->forget.seed);
       bar.update(finished, where + ": unlearning");
       auto target = unlearned_model(*run, original);
-      bar.update(++finished, where);
+      if (!unlearning_logged) bar.update(++finished, where);
       const int64_t m = static_cast<int64_t>(run->forget.classes.size());
       for (const std::string& a : pending) {
         bar.update(finished, where + ": " + a);
