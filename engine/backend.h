@@ -203,7 +203,7 @@ inline void check_zoo_step(const Tensor& x, const Tensor& logits, const Tensor& 
   LETHE_CHECK(logits.dim(1) >= 1, "ZOO logits need at least one class");
 }
 
-// Creates the backend for "cpu", "cuda" or "auto". threads <= 0 means the machine's core count.
+// Creates the backend for "cpu", "cuda" (device 0), "cuda:K" or "auto". threads <= 0 means the machine's core count.
 // Throws a UsageError naming the problem if the device is unavailable (e.g. cuda in a CPU-only build).
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -383,15 +384,27 @@ bool cuda_available() {
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
+  // "cuda" is device 0, "cuda:K" device K (as torch names them).
+  int index = -1;
+  if (device == "cuda") {
+    index = 0;
+  } else if (device.rfind("cuda:", 0) == 0) {
+    const char* first = device.data() + 5;
+    const char* last = device.data() + device.size();
+    const auto [end, ec] = std::from_chars(first, last, index);
+    if (ec != std::errc() || end != last || first == last || index < 0)
+      throw UsageError("--device " + device + ": expected cuda:K with K a device number (0, 1, ...)");
+  }
 #if LETHE_HAVE_CUDA_BACKEND
-  if (device == "cuda") return cuda::make_cuda_backend(0);  // a clear UsageError when there is no device
+  if (index >= 0) return cuda::make_cuda_backend(index);  // a clear UsageError when there is no such device
   if (device == "auto") return cuda_available() ? cuda::make_cuda_backend(0) : make_cpu_backend(threads);
 #else
-  if (device == "cuda")
-    throw UsageError("--device cuda: this build of Lethe has no CUDA backend (it was built without nvcc; use --device cpu)");
+  if (index >= 0)
+    throw UsageError("--device " + device + ": this build of Lethe has no CUDA backend (it was built without nvcc; "
+                     "use --device cpu)");
   if (device == "auto") return make_cpu_backend(threads);
 #endif
-  throw UsageError("unknown --device '" + device + "' (expected auto, cpu or cuda)");
+  throw UsageError("unknown --device '" + device + "' (expected auto, cpu, cuda or cuda:K)");
 }
 
 }  // namespace lethe

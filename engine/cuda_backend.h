@@ -29,7 +29,10 @@
     size_t bytes_in_use = 0, bytes_cached = 0;                                                                     \
     uint64_t device_mallocs = 0, device_frees = 0, cache_hits = 0;                                                 \
   };                                                                                                               \
-  DeviceMemoryStats device_memory_stats();
+  DeviceMemoryStats device_memory_stats();                                                                         \
+  /* An NVTX range on the profiler's timeline (Nsight Systems), opened and closed; ranges nest. */                  \
+  void push_range(const char* name);                                                                               \
+  void pop_range();
 
 namespace lethe::cuda {
 LETHE_CUDA_BACKEND_DECLARATIONS

@@ -92,6 +92,15 @@ else
   fail "--device cuda: exit $rc, stderr: $(stderr_excerpt)"
 fi
 
+lethe eval --device cuda:x --model "$tmp/absent.safetensors"
+expect "--device cuda:x exits 2" 2 "cuda:K"
+lethe eval --device cuda:7 --model "$tmp/absent.safetensors"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  [ "$rc" -ne 0 ] && pass "--device cuda:7 (GPU machine) fails" || fail "--device cuda:7 exit 0"
+else
+  expect "--device cuda:7 without a GPU exits 2" 2 "cuda:7"
+fi
+
 # --- malformed model files: exit 3, and the message names the file --------------------------------------------
 : >"$tmp/empty.safetensors"
 printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a":' >"$tmp/truncated_header.safetensors"

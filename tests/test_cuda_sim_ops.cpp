@@ -879,3 +879,18 @@ CUDA_CASE("a training step allocates nothing new from the device once warm") {
   CHECK(after.cache_hits > before.cache_hits);
   guarded_list().clear();
 }
+
+#if !defined(LETHE_CUDA_PARITY_ON_DEVICE)
+// The simulator's NVTX stand-in counts open ranges per thread, so the backend's ranges can be checked to close.
+#include <nvtx3/nvToolsExt.h>
+
+CUDA_CASE("NVTX ranges from the backend nest and every one closes") {
+  const int before = lethe::sim::nvtx_api::nvtx_depth();
+  cuda_impl::push_range("audit: train original");
+  cuda_impl::push_range("unlearn");
+  CHECK(lethe::sim::nvtx_api::nvtx_depth() == before + 2);
+  cuda_impl::pop_range();
+  cuda_impl::pop_range();
+  CHECK(lethe::sim::nvtx_api::nvtx_depth() == before);
+}
+#endif

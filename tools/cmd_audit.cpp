@@ -19,8 +19,10 @@
 #include "attacks/invert.h"
 #include "attacks/param.h"
 #include "attacks/work_cache.h"
+#include "datasets/png_grid.h"
 #include "datasets/registry.h"
 #include "engine/unlearn/methods.h"
+#include "engine/profile_range.h"
 #include "engine/unlearn/metrics.h"
 #include "nets/nets.h"
 #include "tools/common.h"
@@ -97,8 +99,10 @@ AuditSettings preset_settings(const std::string& preset, int64_t num_classes) {
 // Wall time per stage, for --profile.
 class StageClock {
  public:
+  // Runs f() as `stage`: timed, and an NVTX range of that name on a CUDA build (so Nsight Systems shows the stage).
   template <typename F>
   auto time(const std::string& stage, F&& f) {
+    const ProfileRange range("audit: " + stage);
     const auto t0 = Clock::now();
     struct Add {
       StageClock& c;
@@ -121,6 +125,11 @@ class StageClock {
   std::map<std::string, double> seconds_;
 };
 
+struct AttackOutcome {
+  nlohmann::json predictions = nlohmann::json::object(), scores = nlohmann::json::object();
+  int64_t queries = 0;
+};
+
 class Audit {
  public:
   Audit(const AuditOptions& o, const GlobalOptions& g) : o_(o), g_(g) {}
@@ -131,14 +140,14 @@ class Audit {
   std::unique_ptr<Model>& original_for(uint64_t seed);
   const Dataset& aux_for(uint64_t seed);
   std::unique_ptr<Model> unlearned_model(const audit::UnlearningRun& run, Model& original);
-  nlohmann::json attack(const std::string& attack, Model& original, Model& target, int64_t forget_count,
-                        uint64_t seed, int64_t* queries);
+  AttackOutcome attack(const audit::Trial& trial, Model& original, Model& target);
 
   const AuditOptions& o_;
   const GlobalOptions& g_;
   AuditSettings s_;
   std::unique_ptr<Backend> be_;
   Dataset full_train_, full_test_;
+  std::string work_;  // the model cache directory
   std::optional<attacks::WorkCache> cache_;
   attacks::CacheCounts counts_;
   std::map<uint64_t, std::unique_ptr<Model>> originals_;
@@ -226,35 +235,44 @@ const Dataset& Audit::aux_for(uint64_t seed) {
   return aux_.emplace(seed, subset(full_train_, parts.aux)).first->second;
 }
 
-// One attack on one unlearned model: the prediction of every variant (classifier, criterion or decision).
-nlohmann::json Audit::attack(const std::string& attack, Model& original, Model& target, int64_t forget_count,
-                             uint64_t seed, int64_t* queries) {
-  nlohmann::json predictions = nlohmann::json::object();
-  const std::string work = o_.work;
-  if (attack == "param-dot" || attack == "param-diff") {
+// One attack on one unlearned model: the prediction and the per-class scores of every variant (classifier,
+// criterion or decision; higher: more likely forgotten), and the queries it made. Inversion prototypes are kept as a PNG grid beside the results.
+AttackOutcome Audit::attack(const audit::Trial& trial, Model& original, Model& target) {
+  const uint64_t seed = trial.run.forget.seed;
+  const int64_t forget_count = static_cast<int64_t>(trial.run.forget.classes.size());
+  AttackOutcome out;
+  if (trial.attack == "param-dot" || trial.attack == "param-diff") {
     const Dataset& aux = aux_for(seed);
     for (const std::string& classifier : s_.param_classifiers) {
       attacks::ParamAttackConfig cfg = s_.param;
-      cfg.features = attack.substr(6);
+      cfg.features = trial.attack.substr(6);
       cfg.classifier = classifier;
       cfg.forget_count = forget_count;
       cfg.seed = seed;
-      predictions[classifier] = attacks::run_param_attack(target, aux, cfg, work).predicted;
+      const attacks::ParamAttackResult r = attacks::run_param_attack(target, aux, cfg, work_);
+      out.predictions[classifier] = r.predicted;
+      out.scores[classifier] = r.scores;
     }
-  } else if (attack == "invert-white" || attack == "invert-black") {
+  } else if (trial.attack == "invert-white" || trial.attack == "invert-black") {
     const Dataset& aux = aux_for(seed);
     attacks::InversionConfig cfg = s_.invert;
-    cfg.mode = attack.substr(7);
+    cfg.mode = trial.attack.substr(7);
     cfg.forget_count = forget_count;
     cfg.seed = seed;
-    attacks::InversionResult r = attacks::run_inversion(target, &aux, cfg, work);
+    attacks::InversionResult r = attacks::run_inversion(target, &aux, cfg, work_);
     for (const std::string& criterion : s_.invert_criteria) {
       cfg.criterion = criterion;
       attacks::judge(r, cfg);
-      predictions[criterion] = r.predicted;
+      out.predictions[criterion] = r.predicted;
+      out.scores[criterion] = r.scores;
     }
-    *queries = r.queries;
-  } else if (attack == "hu-label") {
+    out.queries = r.queries;
+    std::string name = trial.key();
+    std::replace(name.begin(), name.end(), '/', '_');
+    const std::filesystem::path dir = std::filesystem::path(o_.out) / "prototypes";
+    std::filesystem::create_directories(dir);
+    write_png_grid((dir / (name + ".png")).string(), r.prototypes, r.prototypes.dim(0), /*scale=*/2);
+  } else if (trial.attack == "hu-label") {
     auto found = probes_.find(seed);
     if (found == probes_.end()) {
       attacks::ZooProbeConfig zoo = s_.zoo;
@@ -265,21 +283,27 @@ nlohmann::json Audit::attack(const std::string& attack, Model& original, Model& 
     for (const std::string& decision : s_.hu_decisions) {
       const attacks::LabelInferenceResult r =
           attacks::infer_unlearned_labels(original, target, found->second, forget_count, decision);
-      predictions[decision] = r.predicted;
-      *queries = r.queries;
+      out.predictions[decision] = r.predicted;
+      std::vector<double> drop = decision == "log-odds" ? r.delta_log_odds : r.delta;
+      for (double& d : drop) d = -d;  // the confidence drop -Δ: higher is more likely forgotten, as for the others
+      out.scores[decision] = drop;
+      out.queries = r.queries;
     }
   } else {
-    throw UsageError("unknown attack '" + attack + "'");
+    throw UsageError("unknown attack '" + trial.attack + "'");
   }
-  return predictions;
+  return out;
 }
 
 // The preset, then every flag given on the command line, each checked before any work.
 void Audit::configure() {
   const int64_t k = full_train_.num_classes;
   s_ = preset_settings(o_.preset, k);
-  if (!o_.methods.empty()) s_.plan.methods = o_.methods == std::vector<std::string>{"all"} ? zheng_methods() : o_.methods;
-  if (!o_.attacks.empty()) s_.plan.attacks = o_.attacks == std::vector<std::string>{"all"} ? audit_attacks() : o_.attacks;
+  const auto all_or = [](const std::vector<std::string>& given, const std::vector<std::string>& all) {
+    return given == std::vector<std::string>{"all"} ? all : given;
+  };
+  if (!o_.methods.empty()) s_.plan.methods = all_or(o_.methods, zheng_methods());
+  if (!o_.attacks.empty()) s_.plan.attacks = all_or(o_.attacks, audit_attacks());
   if (!o_.scenarios.empty()) s_.plan.scenarios = o_.scenarios;
   if (!o_.classes.empty()) s_.plan.classes = o_.classes;
   if (o_.seeds > 0) {
@@ -322,11 +346,12 @@ int Audit::run() {
   std::error_code ec;
   std::filesystem::create_directories(o_.out, ec);
   if (ec) throw UsageError("--out " + o_.out + ": cannot create the directory (" + ec.message() + ")");
-  const std::string work = o_.work.empty() ? (std::filesystem::path(o_.out) / "work").string() : o_.work;
-  cache_.emplace(work, counts_, attacks::AttackLogFn{});  // the progress bar names each stage instead
+  work_ = o_.work.empty() ? (std::filesystem::path(o_.out) / "work").string() : o_.work;
+  cache_.emplace(work_, counts_, attacks::AttackLogFn{});  // the progress bar names each stage instead
   const std::string results = (std::filesystem::path(o_.out) / shard.results_file()).string();
   log_.emplace(results);
-  if (log_->dropped_lines() > 0) note(g_, results + ": its last line was cut short by an interruption; that trial is redone");
+  if (log_->dropped_lines() > 0)
+    note(g_, results + ": its last line was cut short by an interruption; that trial is redone");
 
   // The work left: every trial not yet in the log, in the runs this shard owns.
   int64_t total = 0, finished = 0;
@@ -348,7 +373,7 @@ int Audit::run() {
   const int64_t planned = static_cast<int64_t>(runs.size() * (1 + s_.plan.attacks.size()));
   note(g_, "audit: " + std::to_string(runs.size()) + " unlearning runs x " + std::to_string(s_.plan.attacks.size()) +
                " attacks; " + group_digits(total) + " of " + group_digits(planned) + " results to go" +
-               (shard.count > 1 ? " in shard " + o_.shard : "") + "; models cached in " + work);
+               (shard.count > 1 ? " in shard " + o_.shard : "") + "; models cached in " + work_);
 
   {
     Progress bar("audit", total, g_.quiet);
@@ -359,24 +384,23 @@ int Audit::run() {
       bar.update(finished, where + ": unlearning");
       auto target = unlearned_model(*run, original);
       if (!unlearning_logged) bar.update(++finished, where);
-      const int64_t m = static_cast<int64_t>(run->forget.classes.size());
       for (const std::string& a : pending) {
         bar.update(finished, where + ": " + a);
         const auto ta = Clock::now();
-        int64_t queries = 0;
+        const audit::Trial trial{*run, a};
         const std::string stage = a.rfind("hu", 0) == 0 ? "attack hu-label" : "attack " + a.substr(0, a.find('-'));
-        const nlohmann::json predictions =
-            clock_.time(stage, [&] { return attack(a, original, *target, m, run->forget.seed, &queries); });
+        const AttackOutcome outcome = clock_.time(stage, [&] { return attack(trial, original, *target); });
         log_->append({{"type", "attack"},
-                      {"key", audit::Trial{*run, a}.key()},
+                      {"key", trial.key()},
                       {"seed", run->forget.seed},
                       {"scenario", run->forget.scenario},
                       {"forget", run->forget.classes},
                       {"method", run->method},
                       {"attack", a},
                       {"classes", original.spec().num_classes},
-                      {"predictions", predictions},
-                      {"queries", queries},
+                      {"predictions", outcome.predictions},
+                      {"scores", outcome.scores},
+                      {"queries", outcome.queries},
                       {"seconds", std::chrono::duration<double>(Clock::now() - ta).count()}});
         bar.update(++finished, where);
       }
@@ -439,7 +463,8 @@ Command add_audit_command(CLI::App& parent, GlobalOptions& g) {
   app->add_option("--classes", o->classes, "Classes to forget, each in turn (default: the preset's)")->delimiter(',');
   app->add_option("--seeds", o->seeds, "Seeds --seed, --seed+1, ... (default: the preset's)")
       ->check(CLI::Range(1, 1000));
-  app->add_option("--epochs", o->epochs, "Training epochs of the original model (default 5)")->check(CLI::Range(1, 1000));
+  app->add_option("--epochs", o->epochs, "Training epochs of the original model (default 5)")
+      ->check(CLI::Range(1, 1000));
   app->add_option("--aux-fraction", o->aux_fraction, "The attacker's share of each class of the training split")
       ->capture_default_str();
   app->add_option("--out", o->out, "Report directory: results.jsonl, summary.md/.csv/.json")->capture_default_str();

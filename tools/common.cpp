@@ -14,8 +14,14 @@ namespace lethe::cli {
 
 void add_global_options(CLI::App& app, GlobalOptions& g) {
   const std::string group = "Global options";
-  app.add_option("--device", g.device, "Compute device: auto, cpu or cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+  app.add_option("--device", g.device, "Compute device: auto, cpu, cuda (device 0) or cuda:K")
+      ->check(
+          [](const std::string& d) -> std::string {
+            const bool indexed = d.size() > 5 && d.rfind("cuda:", 0) == 0 &&
+                                 d.find_first_not_of("0123456789", 5) == std::string::npos && d.size() <= 9;
+            return d == "auto" || d == "cpu" || d == "cuda" || indexed ? "" : "expected auto, cpu, cuda or cuda:K";
+          },
+          "DEVICE")
       ->default_str("auto")
       ->group(group);
   app.add_option("--threads", g.threads, "CPU threads (0: every core)")
