@@ -82,14 +82,37 @@ std::vector<nlohmann::json> read_results_dir(const std::string& dir);
 // The number of m-class sets of K classes, 1 / that being the chance of naming a set exactly.
 double chance_of_exact_set(int64_t num_classes, int64_t m);
 
+// A table of the report, rendered to markdown and HTML alike.
+struct Table {
+  std::string title;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;  // an empty string is an empty cell
+};
+
 // The report over result rows: ASR per scenario x method x attack x variant (mean and sample std over seeds, beside
-// the chance baseline), and the unlearning metrics per scenario x method.
+// the chance baseline), and the unlearning metrics per scenario x method. attacks/audit_report.cpp.
 struct Summary {
   nlohmann::json json;
+  std::vector<Table> tables;
   std::string markdown, csv;
 };
 Summary summarise(const std::vector<nlohmann::json>& rows);
 // summary.md, summary.csv and summary.json in `dir`, each written atomically.
 void write_summary(const std::string& dir, const Summary& summary);
+
+// A PNG figure of the report.
+struct Figure {
+  std::string file, caption, png;
+};
+// From the single-class attack rows: per attack variant, a strip plot of the per-class scores, the forgotten class
+// against the kept ones, per method (the picture that shows the leak); per hu-label trial of the first seed, Hu's
+// confidence drop per class as bars, the forgotten class highlighted.
+std::vector<Figure> figures_of(const std::vector<nlohmann::json>& rows);
+// One self-contained page: the tables, then every figure and prototype grid inline (data: URIs, no external file).
+std::string html_report(const Summary& summary, const std::vector<Figure>& figures,
+                        const std::vector<Figure>& prototypes);
+// The whole report in `dir`: summary.md/.csv/.json, figures/*.png, and index.html with the figures and the prototype
+// grids the audit left in dir/prototypes. Every file is written atomically.
+void write_report(const std::string& dir, const std::vector<nlohmann::json>& rows);
 
 }  // namespace lethe::attacks::audit

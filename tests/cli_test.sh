@@ -706,8 +706,10 @@ single = cells[("single", "neggrad", "param-dot · kmeans")]
 assert single["trials"] == 2 and abs(single["chance"] - 0.1) < 1e-12, single
 assert abs(cells[("multi", "finetune", "invert-white · entropy")]["chance"] - 1 / 45) < 1e-12
 assert len(summary["unlearning"]) == 4
-' "$tmp/audit/results.jsonl" <"$tmp/out" && [ -s "$tmp/audit/summary.md" ] && [ -s "$tmp/audit/summary.csv" ]; then
-    pass "audit --json: every trial one results.jsonl line, the summary beside chance, summary.md/.csv/.json written"
+' "$tmp/audit/results.jsonl" <"$tmp/out" && [ -s "$tmp/audit/summary.md" ] && [ -s "$tmp/audit/summary.csv" ] &&
+     [ -s "$tmp/audit/figures/scores-param-dot-kmeans.png" ] && [ "$(ls "$tmp/audit/prototypes" | wc -l)" -eq 6 ] &&
+     grep -q "data:image/png;base64," "$tmp/audit/index.html" && ! grep -q 'src="http' "$tmp/audit/index.html"; then
+    pass "audit --json: a results.jsonl line per trial, the summary beside chance, figures, a self-contained index.html"
   else
     fail "audit (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
   fi

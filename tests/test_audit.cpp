@@ -180,3 +180,39 @@ TEST_CASE("audit summary: exact-set ASR per seed, mean and sample std over seeds
   CHECK(test::read_bytes(dir.file("summary.csv")) == s.csv);
   CHECK(nlohmann::json::parse(test::read_bytes(dir.file("summary.json"))) == s.json);
 }
+
+TEST_CASE("audit report: score strip plots per attack variant, Hu's bars per trial, one self-contained index.html") {
+  std::vector<nlohmann::json> rows;
+  for (const int64_t forgotten : {3, 5}) {
+    nlohmann::json row = attack_row(0, {forgotten}, "neggrad", {{"kmeans", {forgotten}}});
+    std::vector<double> scores(10, 0.1);
+    scores[static_cast<size_t>(forgotten)] = 2.5;
+    row["scores"] = {{"kmeans", scores}};
+    rows.push_back(row);
+    nlohmann::json hu = row;
+    hu["attack"] = "hu-label";
+    hu["key"] = row["key"].get<std::string>() + "-hu";
+    hu["predictions"] = {{"probability", {forgotten}}};
+    hu["scores"] = {{"probability", scores}};
+    rows.push_back(hu);
+  }
+  const std::vector<Figure> figures = figures_of(rows);
+  std::set<std::string> files;
+  for (const Figure& f : figures) {
+    files.insert(f.file);
+    CHECK(f.png.rfind("\x89PNG\r\n\x1a\n", 0) == 0);
+  }
+  CHECK(files == std::set<std::string>{"hu-label-neggrad-forget3.png", "hu-label-neggrad-forget5.png",
+                                       "scores-param-dot-kmeans.png", "scores-hu-label-probability.png"});
+  rows[0]["scores"]["kmeans"][0] = nullptr;  // a score that is not a number is refused, never plotted as 0
+  CHECK_THROWS(figures_of(rows));
+
+  const Figure proto{"p.png", "seed=0/single/forget=3/neggrad/invert-white", "\x89PNG-bytes"};
+  const std::string html = html_report(summarise(rows), figures, {proto});
+  CHECK(html.find("<table>") != std::string::npos);
+  CHECK(html.find("single-class forgetting: attack success rate (chance 10.0%)") != std::string::npos);
+  CHECK(html.find("data:image/png;base64,iVBORw0KGgo") != std::string::npos);  // "\x89PNG\r\n\x1a\n"
+  CHECK(html.find("data:image/png;base64,iVBORy1ieXRlcw==") != std::string::npos);  // "\x89PNG-bytes"
+  CHECK(html.find("src=\"http") == std::string::npos);  // no external asset
+  CHECK(html.find("seed=0/single/forget=3/neggrad/invert-white") != std::string::npos);
+}

@@ -408,9 +408,9 @@ int Audit::run() {
   }
 
   const audit::Summary summary = clock_.time("report", [&] {
-    audit::Summary s = audit::summarise(audit::read_results_dir(o_.out));
-    audit::write_summary(o_.out, s);
-    return s;
+    const std::vector<nlohmann::json> rows = audit::read_results_dir(o_.out);
+    audit::write_report(o_.out, rows);
+    return audit::summarise(rows);
   });
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   note(g_, "audit: done in " + format_duration(seconds) + " (" + std::to_string(counts_.models_trained) +
@@ -426,9 +426,10 @@ int Audit::run() {
 }
 
 int run_report(const std::string& dir, const GlobalOptions& g) {
-  const audit::Summary summary = audit::summarise(audit::read_results_dir(dir));
-  audit::write_summary(dir, summary);
-  note(g, "wrote summary.md, summary.csv and summary.json in " + dir);
+  const std::vector<nlohmann::json> rows = audit::read_results_dir(dir);
+  audit::write_report(dir, rows);
+  const audit::Summary summary = audit::summarise(rows);
+  note(g, "wrote summary.md, summary.csv, summary.json, figures/ and index.html in " + dir);
   if (g.json) {
     std::printf("%s\n", summary.json.dump().c_str());
   } else {
@@ -479,7 +480,8 @@ Command add_audit_command(CLI::App& parent, GlobalOptions& g) {
 Command add_report_command(CLI::App& parent, GlobalOptions& g) {
   auto dir = std::make_shared<std::string>();
   CLI::App* app = parent.add_subcommand(
-      "report", "Rebuild summary.md, summary.csv and summary.json from an audit's results*.jsonl (merging shards)");
+      "report", "Rebuild an audit's summary.md/.csv/.json, figures/ and index.html from its results*.jsonl "
+                "(merging shards)");
   app->add_option("dir", *dir, "The audit's --out directory")->required();
   add_global_options(*app, g);
   return {app, [dir, &g] { return run_report(*dir, g); }};
