@@ -76,7 +76,7 @@ std::string ForgetCase::key() const {
   return "seed=" + std::to_string(seed) + "/" + scenario + "/forget=" + join_classes(classes);
 }
 std::string UnlearningRun::key() const { return forget.key() + "/" + method; }
-std::string Trial::key() const { return run.key() + "/" + attack; }
+std::string Trial::key() const { return run.key() + (defense == "none" ? "" : "/" + defense) + "/" + attack; }
 
 std::vector<ForgetCase> forget_cases(const PlanConfig& plan) {
   std::vector<int64_t> classes;  // in the given order, each once

@@ -29,10 +29,12 @@ struct UnlearningRun {
   std::string key() const;  // "seed=0/single/forget=3/neggrad"
 };
 
+// An attack on an unlearned model, or on that model after a defense (a DefenseSpec name, engine/defenses.h).
 struct Trial {
   UnlearningRun run;
   std::string attack;
-  std::string key() const;  // "seed=0/single/forget=3/neggrad/param-dot"
+  std::string defense = "none";
+  std::string key() const;  // "seed=0/single/forget=3/neggrad/param-dot", ".../neggrad/prune:0.5/param-dot"
 };
 
 struct PlanConfig {
@@ -43,6 +45,7 @@ struct PlanConfig {
   std::vector<int64_t> classes;
   int64_t multi_size = 2;
   std::vector<std::string> methods, attacks;
+  std::vector<std::string> defenses = {"none"};  // every attack runs on the model after each of these
 };
 const std::vector<std::string>& scenario_names();  // {"single", "multi"}
 
@@ -89,8 +92,9 @@ struct Table {
   std::vector<std::vector<std::string>> rows;  // an empty string is an empty cell
 };
 
-// The report over result rows: ASR per scenario x method x attack x variant (mean and sample std over seeds, beside
-// the chance baseline), and the unlearning metrics per scenario x method. attacks/audit_report.cpp.
+// The report over result rows: ASR per scenario x defense x method x attack x variant (mean and sample std over
+// seeds, beside the chance baseline), and the unlearning metrics per scenario x defense x method (rows of type
+// "unlearning", and "defense" for the metrics after a defense). attacks/audit_report.cpp.
 struct Summary {
   nlohmann::json json;
   std::vector<Table> tables;
@@ -104,9 +108,9 @@ void write_summary(const std::string& dir, const Summary& summary);
 struct Figure {
   std::string file, caption, png;
 };
-// From the single-class attack rows: per attack variant, a strip plot of the per-class scores, the forgotten class
-// against the kept ones, per method (the picture that shows the leak); per hu-label trial of the first seed, Hu's
-// confidence drop per class as bars, the forgotten class highlighted.
+// From the single-class attack rows without a defense: per attack variant, a strip plot of the per-class scores,
+// the forgotten class against the kept ones, per method (the picture that shows the leak); per hu-label trial of the
+// first seed, Hu's confidence drop per class as bars, the forgotten class highlighted.
 std::vector<Figure> figures_of(const std::vector<nlohmann::json>& rows);
 // One self-contained page: the tables, then every figure and prototype grid inline (data: URIs, no external file).
 std::string html_report(const Summary& summary, const std::vector<Figure>& figures,

@@ -149,13 +149,17 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
     if (std::find(order.begin(), order.end(), s) == order.end()) order.push_back(s);
   };
 
+  // A group is a scenario under one defense ("none": the unlearned model itself): a table of its own.
+  std::map<std::string, std::pair<std::string, std::string>> group_parts;
   for (const nlohmann::json& row : rows) {
     const std::string type = row.value("type", "");
-    if (type != "attack" && type != "unlearning") continue;
-    const std::string scenario = row.at("scenario"), method = row.at("method");
+    if (type != "attack" && type != "unlearning" && type != "defense") continue;
+    const std::string defense = row.value("defense", "none");
+    const std::string scenario = row.at("scenario").get<std::string>() + "|" + defense, method = row.at("method");
+    group_parts[scenario] = {row.at("scenario"), defense};
     remember(scenario_order, scenario);
     remember(method_order, method);
-    if (type == "unlearning") {
+    if (type != "attack") {
       auto& metrics = unlearning[{scenario, method}];
       for (const auto& [name, value] : row.at("metrics").items())
         if (value.is_number()) metrics[name].push_back(value.get<double>());
@@ -179,8 +183,11 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
 
   Summary s;
   s.json = {{"asr", nlohmann::json::array()}, {"unlearning", nlohmann::json::array()}};
-  s.csv = "scenario,method,attack,asr_mean,asr_std,seeds,trials,chance,mean_queries\n";
+  s.csv = "scenario,defense,method,attack,asr_mean,asr_std,seeds,trials,chance,mean_queries\n";
   for (const std::string& scenario : scenario_order) {
+    const auto& [scenario_name, defense] = group_parts[scenario];
+    const std::string group_title =
+        scenario_name + "-class forgetting" + (defense == "none" ? "" : ", defense " + defense);
     std::vector<std::string> columns;
     double chance = 0;
     for (const std::string& c : column_order)
@@ -191,7 +198,7 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
         if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
       }
     if (!columns.empty()) {
-      Table t{scenario + "-class forgetting: attack success rate (chance " + pct(chance) + ")", {"method"}, {}};
+      Table t{group_title + ": attack success rate (chance " + pct(chance) + ")", {"method"}, {}};
       t.header.insert(t.header.end(), columns.begin(), columns.end());
       for (const std::string& method : method_order) {
         std::vector<std::string> line = {method};
@@ -211,13 +218,14 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
           const int64_t seeds = static_cast<int64_t>(asr.size());
           const double mean_queries = cell.queries / static_cast<double>(cell.trials);
           line.push_back(pct_pm(mean, std, seeds) + " (n=" + std::to_string(cell.trials) + ")");
-          s.json["asr"].push_back({{"scenario", scenario}, {"method", method}, {"attack", column},
+          s.json["asr"].push_back({{"scenario", scenario_name}, {"defense", defense}, {"method", method},
+                                   {"attack", column},
                                    {"asr_mean", mean},     {"asr_std", std},   {"seeds", seeds},
                                    {"trials", cell.trials}, {"chance", cell.chance},
                                    {"mean_queries", mean_queries}});
           char buf[256];
-          std::snprintf(buf, sizeof buf, "%s,%s,\"%s\",%.6f,%.6f,%lld,%lld,%.6g,%.0f\n", scenario.c_str(),
-                        method.c_str(), column.c_str(), mean, std, static_cast<long long>(seeds),
+          std::snprintf(buf, sizeof buf, "%s,%s,%s,\"%s\",%.6f,%.6f,%lld,%lld,%.6g,%.0f\n", scenario_name.c_str(),
+                        defense.c_str(), method.c_str(), column.c_str(), mean, std, static_cast<long long>(seeds),
                         static_cast<long long>(cell.trials), cell.chance, mean_queries);
           s.csv += buf;
         }
@@ -225,7 +233,8 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
       }
       s.tables.push_back(std::move(t));
     }
-    Table u{scenario + "-class forgetting: unlearning metrics (mean over runs)",
+    Table u{group_title + (defense == "none" ? ": unlearning metrics" : ": metrics after the defense") +
+                " (mean over runs)",
             {"method", "runs", "UA", "RA", "TA", "MIA-efficacy", "seconds"},
             {}};
     for (const std::string& method : method_order) {
@@ -242,7 +251,8 @@ Summary summarise(const std::vector<nlohmann::json>& rows) {
       u.rows.push_back({method, std::to_string(runs), cell("UA"), cell("RA"), cell("TA"), cell("MIA"), secs});
       nlohmann::json means = nlohmann::json::object();
       for (const auto& [name, values] : m) means[name] = mean_of(values);
-      s.json["unlearning"].push_back({{"scenario", scenario}, {"method", method}, {"runs", runs}, {"mean", means}});
+      s.json["unlearning"].push_back(
+          {{"scenario", scenario_name}, {"defense", defense}, {"method", method}, {"runs", runs}, {"mean", means}});
     }
     if (!u.rows.empty()) s.tables.push_back(std::move(u));
   }
@@ -264,11 +274,15 @@ std::vector<Figure> figures_of(const std::vector<nlohmann::json>& rows) {
   std::map<std::string, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> scores;
   std::vector<std::string> columns, methods;
   std::set<uint64_t> seeds;
+  // The undefended single-class trials.
+  const auto pictured = [](const nlohmann::json& row) {
+    return row.value("type", "") == "attack" && row.value("scenario", "") == "single" &&
+           row.value("defense", "none") == "none" && row.contains("scores");
+  };
   for (const nlohmann::json& row : rows)
-    if (row.value("type", "") == "attack" && row.value("scenario", "") == "single") seeds.insert(row.at("seed").get<uint64_t>());
+    if (pictured(row)) seeds.insert(row.at("seed").get<uint64_t>());
   for (const nlohmann::json& row : rows) {
-    if (row.value("type", "") != "attack" || row.value("scenario", "") != "single" || !row.contains("scores"))
-      continue;
+    if (!pictured(row)) continue;
     const std::string method = row.at("method"), attack = row.at("attack");
     if (std::find(methods.begin(), methods.end(), method) == methods.end()) methods.push_back(method);
     const int64_t forgotten = row.at("forget").at(0);
@@ -280,7 +294,8 @@ std::vector<Figure> figures_of(const std::vector<nlohmann::json>& rows) {
         (static_cast<int64_t>(k) == forgotten ? forgot : kept).push_back(per_class[k].get<double>());
     }
     // Hu's confidence change per class, for the first seed's trials.
-    if (attack == "hu-label" && row.at("seed").get<uint64_t>() == *seeds.begin() && row.at("scores").contains("probability")) {
+    const bool first_seed = row.at("seed").get<uint64_t>() == *seeds.begin();
+    if (attack == "hu-label" && first_seed && row.at("scores").contains("probability")) {
       plot::BarChart chart;
       chart.title = "hu-label: confidence drop per class (" + method + ", class " + std::to_string(forgotten) +
                     " forgotten)";

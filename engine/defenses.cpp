@@ -1,6 +1,8 @@
 #include "engine/defenses.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "engine/backend.h"
@@ -65,6 +67,63 @@ PruneResult prune_global(Model& model, const PruneConfig& cfg) {
   for (const float v : gathered.to_vector()) result.pruned += std::fabs(v) <= result.threshold && v != 0.0f ? 1 : 0;
   for (const ParamEntry* e : pruned_entries) be.prune_magnitude(*e->value_slot, result.threshold);
   return result;
+}
+
+TrainConfig defense_finetune_recipe(int epochs, uint64_t seed) {
+  TrainConfig cfg;
+  cfg.epochs = cfg.schedule.total_epochs = epochs;
+  cfg.batch = 128;
+  cfg.optim.lr = 0.01f;
+  cfg.optim.momentum = 0.9f;
+  cfg.schedule.kind = "constant";
+  cfg.seed = seed;
+  return cfg;
+}
+
+std::string DefenseSpec::name() const {
+  if (kind == "none") return kind;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s:%g", kind.c_str(), value);
+  return buf;
+}
+
+DefenseSpec DefenseSpec::parse(const std::string& token) {
+  if (token == "none") return {};
+  const size_t colon = token.find(':');
+  DefenseSpec d{token.substr(0, colon), 0};
+  const std::string number = colon == std::string::npos ? "" : token.substr(colon + 1);
+  char* end = nullptr;
+  d.value = number.empty() ? std::nan("") : std::strtod(number.c_str(), &end);
+  const bool parsed = !number.empty() && end == number.c_str() + number.size() && std::isfinite(d.value);
+  const bool valid = parsed && ((d.kind == "noise" && d.value >= 0) || (d.kind == "prune" && d.value >= 0 &&
+                                d.value <= 1) || (d.kind == "finetune" && d.value >= 1 && d.value <= 1000 &&
+                                d.value == std::floor(d.value)));
+  if (!valid)
+    throw UsageError("defense '" + token + "': expected none, noise:SIGMA (>= 0), prune:RATE (in [0, 1]) or "
+                     "finetune:EPOCHS (a whole number >= 1)");
+  return d;
+}
+
+nlohmann::json apply_defense(Model& model, const DefenseSpec& spec, const Dataset* held_out, uint64_t seed) {
+  nlohmann::json config, result;
+  if (spec.kind == "noise") {
+    const NoiseConfig cfg{spec.value, "all", seed};
+    config = cfg.to_json();
+    result = add_parameter_noise(model, cfg).to_json();
+  } else if (spec.kind == "prune") {
+    const PruneConfig cfg{spec.value, "weights"};
+    config = cfg.to_json();
+    result = prune_global(model, cfg).to_json();
+  } else if (spec.kind == "finetune") {
+    if (!held_out || held_out->size() == 0) throw UsageError("defense " + spec.name() + ": no held-out data");
+    const TrainConfig cfg = defense_finetune_recipe(static_cast<int>(spec.value), seed);
+    const std::vector<EpochReport> epochs = train(model, *held_out, cfg);
+    config = {{"images", held_out->size()}, {"train", cfg.to_json()}};
+    result = {{"final_loss", epochs.empty() ? 0.0 : epochs.back().loss}};
+  } else if (spec.kind != "none") {
+    throw UsageError("unknown defense '" + spec.kind + "'");
+  }
+  return {{"kind", spec.kind}, {"config", config}, {"result", result}};
 }
 
 }  // namespace lethe

@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/data.h"
 #include "engine/model.h"
+#include "engine/trainer.h"
 
 namespace lethe {
 
@@ -48,5 +50,20 @@ struct PruneResult {
 };
 
 PruneResult prune_global(Model& model, const PruneConfig& cfg);
+
+// Fine-tuning on held-out data as a defense: SGD with momentum 0.9 at a constant lr 0.01, batch 128, for `epochs`.
+TrainConfig defense_finetune_recipe(int epochs, uint64_t seed);
+
+// A defense named in one token, as the audit's --defenses takes them: "none", "noise:SIGMA" (on every parameter),
+// "prune:RATE" (the conv and linear weights) or "finetune:EPOCHS" (on held-out data).
+struct DefenseSpec {
+  std::string kind = "none";  // "none" | "noise" | "prune" | "finetune"
+  double value = 0;
+  std::string name() const;   // the token it was parsed from, normalised ("prune:0.5")
+  static DefenseSpec parse(const std::string& token);  // UsageError for anything else
+};
+// Applies `spec` with each defense's defaults (seed for the noise draws and the fine-tuning order; `held_out` for
+// finetune). Returns {"kind", "config", "result"}, the record lethe defend keeps in a model's metadata.
+nlohmann::json apply_defense(Model& model, const DefenseSpec& spec, const Dataset* held_out, uint64_t seed);
 
 }  // namespace lethe

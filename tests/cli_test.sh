@@ -748,6 +748,23 @@ assert strip(merged["unlearning"]) == strip(whole["unlearning"]), "unlearning me
   else
     fail "audit shards (exit $rc0 $rc1 $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
   fi
+  # Defenses as one more axis: each unlearned model (from the cache) pruned, its metrics and both attacks again.
+  lethe "${audit_args[@]}" --out "$tmp/audit" --defenses none,prune:0.5 --json
+  if [ "$rc" -eq 0 ] && grep -q "18 of 36 results to go" "$tmp/err" && python3 -c '
+import json, sys
+summary = json.load(sys.stdin)
+rows = [json.loads(l) for l in open(sys.argv[1])]
+defense = [r for r in rows if r["type"] == "defense"]
+assert len(rows) == 36 and len(defense) == 6, (len(rows), len(defense))
+assert all(r["record"]["kind"] == "prune" and r["record"]["result"]["pruned"] > 0 for r in defense)
+assert {c["defense"] for c in summary["asr"]} == {"none", "prune:0.5"}
+' "$tmp/audit/results.jsonl" <"$tmp/out" && grep -q "defense prune:0.5: metrics after the defense" "$tmp/audit/summary.md"; then
+    pass "audit --defenses none,prune:0.5: every attack again on the pruned models, their metrics, a table per defense"
+  else
+    fail "audit --defenses (exit $rc): $(head -c 600 "$tmp/out") $(stderr_excerpt)"
+  fi
+  lethe "${audit_args[@]}" --out "$tmp/audit" --defenses prune:2
+  expect "audit --defenses prune:2 exits 2" 2 "prune:2"
   lethe "${audit_args[@]}" --out "$tmp/audit" --shard 2/2
   expect "audit --shard 2/2 exits 2" 2 "--shard"
   lethe "${audit_args[@]}" --out "$tmp/audit" --attacks param-dot,oracle

@@ -42,6 +42,7 @@ TEST_CASE("audit plan: single-class cases per class, multi-class sets cycle thro
   REQUIRE(runs.size() == 24);
   CHECK(runs[1].key() == "seed=4/single/forget=7/neggrad");
   CHECK(Trial{runs[1], "hu-label"}.key() == "seed=4/single/forget=7/neggrad/hu-label");
+  CHECK(Trial{runs[1], "hu-label", "prune:0.5"}.key() == "seed=4/single/forget=7/neggrad/prune:0.5/hu-label");
   std::set<std::string> keys;
   for (const UnlearningRun& r : runs) keys.insert(r.key());
   CHECK(keys.size() == runs.size());
@@ -142,7 +143,18 @@ TEST_CASE("audit summary: exact-set ASR per seed, mean and sample std over seeds
   rows.push_back({{"type", "unlearning"}, {"key", "u2"}, {"seed", 1}, {"scenario", "single"},
                   {"forget", {4}}, {"method", "neggrad"}, {"classes", 10},
                   {"metrics", {{"UA", 0.7}, {"RA", 0.6}, {"TA", 0.5}, {"MIA", 0.3}}}, {"seconds", 4.0}});
+  // The same trial after a defense, and the defended model's metrics: a table of their own.
+  nlohmann::json defended = attack_row(0, {3}, "neggrad", {{"kmeans", {5}}});
+  defended["defense"] = "prune:0.5";
+  defended["key"] = "d1";
+  rows.push_back(defended);
+  rows.push_back({{"type", "defense"}, {"key", "d2"}, {"seed", 0}, {"scenario", "single"}, {"forget", {3}},
+                  {"method", "neggrad"}, {"defense", "prune:0.5"}, {"classes", 10},
+                  {"metrics", {{"UA", 1.0}, {"RA", 0.5}, {"TA", 0.4}, {"MIA", 0.9}}}, {"seconds", 0.5}});
   const Summary s = summarise(rows);
+  CHECK(s.markdown.find("## single-class forgetting, defense prune:0.5: attack success rate (chance 10.0%)\n\n"
+                        "| method | param-dot · kmeans |\n|---|---|\n| neggrad | 0.0% (n=1) |") != std::string::npos);
+  CHECK(s.markdown.find("| neggrad | 1 | 100.0% | 50.0% | 40.0% | 90.0% | 0.5 |") != std::string::npos);
 
   const auto cell = [&](const std::string& scenario, const std::string& attack) {
     for (const auto& c : s.json["asr"])
@@ -162,8 +174,10 @@ TEST_CASE("audit summary: exact-set ASR per seed, mean and sample std over seeds
   CHECK(multi["asr_mean"].get<double>() == doctest::Approx(0.5));
   CHECK(multi["chance"].get<double>() == doctest::Approx(1.0 / 45));
 
-  REQUIRE(s.json["unlearning"].size() == 1);
+  REQUIRE(s.json["unlearning"].size() == 2);
   const nlohmann::json& u = s.json["unlearning"][0];
+  CHECK(u["defense"] == "none");
+  CHECK(s.json["unlearning"][1]["defense"] == "prune:0.5");
   CHECK(u["runs"] == 2);
   CHECK(u["mean"]["UA"].get<double>() == doctest::Approx(0.8));
   CHECK(u["mean"]["seconds"].get<double>() == doctest::Approx(3.0));
@@ -172,7 +186,8 @@ TEST_CASE("audit summary: exact-set ASR per seed, mean and sample std over seeds
   CHECK(s.markdown.find("chance 10.0%") != std::string::npos);
   CHECK(s.markdown.find("chance 2.2%") != std::string::npos);
   CHECK(s.markdown.find("| neggrad | 2 | 80.0% | 70.0% | 60.0% | 40.0% | 3.0 |") != std::string::npos);
-  CHECK(s.csv.find("single,neggrad,\"param-dot · kmeans\",0.750000,0.353553,2,4,0.1,40\n") != std::string::npos);
+  CHECK(s.csv.find("single,none,neggrad,\"param-dot · kmeans\",0.750000,0.353553,2,4,0.1,40\n") !=
+        std::string::npos);
 
   TempDir dir("audit");
   write_summary(dir.path().string(), s);

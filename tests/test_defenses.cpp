@@ -113,3 +113,26 @@ TEST_CASE("noise: Gaussian noise of the given scale on the parameters in scope, 
   CHECK_THROWS_AS(add_parameter_noise(*zero, {NAN, "all", 3}), UsageError);
   CHECK_THROWS_AS(add_parameter_noise(*zero, {0.1, "filters", 3}), UsageError);
 }
+
+TEST_CASE("defense specs: parsing, names, and apply_defense running the named defense") {
+  CHECK(DefenseSpec::parse("none").kind == "none");
+  CHECK(DefenseSpec::parse("prune:0.50").name() == "prune:0.5");
+  CHECK(DefenseSpec::parse("noise:1e-2").name() == "noise:0.01");
+  CHECK(DefenseSpec::parse("finetune:2").value == 2);
+  for (const char* bad : {"prune", "prune:", "prune:1.5", "noise:-1", "noise:nan", "finetune:0", "finetune:1.5",
+                          "blur:1", "prune:0.5x", ""})
+    CHECK(test::usage_error_of([&] { DefenseSpec::parse(bad); }).find("defense") != std::string::npos);
+
+  auto be = make_cpu_backend(2);
+  auto model = lenet(*be);
+  const std::vector<float> before = model->arena().params().to_vector();
+  const nlohmann::json none = apply_defense(*model, DefenseSpec::parse("none"), nullptr, 1);
+  CHECK(none["kind"] == "none");
+  CHECK(model->arena().params().to_vector() == before);
+  const nlohmann::json pruned = apply_defense(*model, DefenseSpec::parse("prune:0.5"), nullptr, 1);
+  CHECK(pruned["kind"] == "prune");
+  CHECK(pruned["result"]["pruned"].get<int64_t>() == pruned["result"]["considered"].get<int64_t>() / 2);
+  CHECK(zeros_in(model->arena().params()) >= pruned["result"]["pruned"].get<int64_t>());
+  CHECK(test::usage_error_of([&] { apply_defense(*model, DefenseSpec::parse("finetune:1"), nullptr, 1); })
+            .find("held-out") != std::string::npos);
+}

@@ -22,6 +22,7 @@
 #include "datasets/png_grid.h"
 #include "datasets/registry.h"
 #include "engine/unlearn/methods.h"
+#include "engine/defenses.h"
 #include "engine/profile_range.h"
 #include "engine/unlearn/metrics.h"
 #include "nets/nets.h"
@@ -49,7 +50,7 @@ const std::vector<std::string>& audit_attacks() {
 struct AuditOptions {
   DataOptions data;
   std::string net = "lenet5", preset = "demo", out = "report", work, shard = "0/1";
-  std::vector<std::string> methods, attacks, scenarios;
+  std::vector<std::string> methods, attacks, scenarios, defenses;
   std::vector<int64_t> classes;
   int seeds = 0, epochs = 0;
   double aux_fraction = 0.1;
@@ -140,6 +141,8 @@ class Audit {
   std::unique_ptr<Model>& original_for(uint64_t seed);
   const Dataset& aux_for(uint64_t seed);
   std::unique_ptr<Model> unlearned_model(const audit::UnlearningRun& run, Model& original);
+  std::unique_ptr<Model> defended_model(const audit::UnlearningRun& run, const DefenseSpec& defense,
+                                        const Model& unlearned, bool logged);
   AttackOutcome attack(const audit::Trial& trial, Model& original, Model& target);
 
   const AuditOptions& o_;
@@ -153,6 +156,7 @@ class Audit {
   std::map<uint64_t, std::unique_ptr<Model>> originals_;
   std::map<uint64_t, attacks::Probes> probes_;
   std::map<uint64_t, Dataset> aux_;
+  std::vector<DefenseSpec> defenses_;
   std::optional<audit::ResultsLog> log_;
   StageClock clock_;
   std::string stage_;
@@ -227,6 +231,40 @@ std::unique_ptr<Model> Audit::unlearned_model(const audit::UnlearningRun& run, M
   return model;
 }
 
+// The key of a defended model's row (its metrics after the defense).
+std::string defended_key(const audit::UnlearningRun& run, const DefenseSpec& defense) {
+  return run.key() + "/" + defense.name();
+}
+
+// The unlearned model after `defense` (fine-tuning on the seed's held-out D_aux), and its row of metrics after the
+// defense unless the log has it. Defenses are cheap next to unlearning, so defended models are not cached.
+std::unique_ptr<Model> Audit::defended_model(const audit::UnlearningRun& run, const DefenseSpec& defense,
+                                             const Model& unlearned, bool logged) {
+  const uint64_t seed = run.forget.seed;
+  auto model = attacks::copy_of(unlearned);
+  const auto t0 = Clock::now();
+  const nlohmann::json record =
+      clock_.time("defense", [&] { return apply_defense(*model, defense, &aux_for(seed), seed); });
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!logged) {
+    SplitSpec spec = split_for(full_train_.name, seed, o_.aux_fraction);
+    spec.forget.classes = run.forget.classes;
+    const SplitParts parts = make_split(spec, full_train_, full_test_);
+    const unlearn::UnlearningMetrics metrics = clock_.time("unlearning metrics", [&] {
+      return unlearn::measure_unlearning(*model, subset(full_train_, parts.forget), subset(full_train_, parts.retain),
+                                         subset(full_test_, parts.test), spec.forget.classes);
+    });
+    log_->append({{"type", "defense"},       {"key", defended_key(run, defense)},
+                  {"seed", seed},             {"scenario", run.forget.scenario},
+                  {"forget", run.forget.classes}, {"method", run.method},
+                  {"defense", defense.name()}, {"classes", unlearned.spec().num_classes},
+                  {"record", record},         {"metrics", metrics.to_json()},
+                  {"seconds", seconds}});
+  }
+  model->metadata() = nlohmann::json::object();
+  return model;
+}
+
 // The attacker's D_aux: the auxiliary part of the seed's split, which no forget spec changes.
 const Dataset& Audit::aux_for(uint64_t seed) {
   auto found = aux_.find(seed);
@@ -236,7 +274,8 @@ const Dataset& Audit::aux_for(uint64_t seed) {
 }
 
 // One attack on one unlearned model: the prediction and the per-class scores of every variant (classifier,
-// criterion or decision; higher: more likely forgotten), and the queries it made. Inversion prototypes are kept as a PNG grid beside the results.
+// criterion or decision; higher: more likely forgotten), and the queries it made. Inversion prototypes are kept as
+// a PNG grid beside the results.
 AttackOutcome Audit::attack(const audit::Trial& trial, Model& original, Model& target) {
   const uint64_t seed = trial.run.forget.seed;
   const int64_t forget_count = static_cast<int64_t>(trial.run.forget.classes.size());
@@ -313,6 +352,14 @@ void Audit::configure() {
     for (uint64_t& seed : s_.plan.seeds) seed += g_.seed;
   }
   if (o_.epochs > 0) s_.epochs = o_.epochs;
+  if (!o_.defenses.empty()) s_.plan.defenses = o_.defenses;
+  defenses_.clear();
+  for (const std::string& d : s_.plan.defenses) {
+    const DefenseSpec spec = DefenseSpec::parse(d);
+    const bool repeated = std::any_of(defenses_.begin(), defenses_.end(),
+                                      [&](const DefenseSpec& e) { return e.name() == spec.name(); });
+    if (!repeated) defenses_.push_back(spec);
+  }
   for (const std::string& m : s_.plan.methods) {
     const auto& known = unlearn::method_names();
     if (std::find(known.begin(), known.end(), m) == known.end() || m == "hu-exact")
@@ -355,54 +402,80 @@ int Audit::run() {
 
   // The work left: every trial not yet in the log, in the runs this shard owns.
   int64_t total = 0, finished = 0;
+  // What is left of each run this shard owns: its unlearning row, and per defense ("none": the unlearned model
+  // itself) the defended model's row and the attacks not yet in the log.
+  struct DefenseTodo {
+    DefenseSpec defense;
+    bool logged;
+    std::vector<std::string> attacks;
+  };
   struct Todo {
     const audit::UnlearningRun* run;
     bool unlearning_logged;
-    std::vector<std::string> attacks;
+    std::vector<DefenseTodo> defenses;
   };
   std::vector<Todo> todo;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (!shard.owns(static_cast<int64_t>(i))) continue;
     Todo t{&runs[i], log_->has(runs[i].key()), {}};
-    for (const std::string& a : s_.plan.attacks)
-      if (!log_->has(audit::Trial{runs[i], a}.key())) t.attacks.push_back(a);
-    if (t.attacks.empty() && t.unlearning_logged) continue;
-    total += (t.unlearning_logged ? 0 : 1) + static_cast<int64_t>(t.attacks.size());
+    int64_t left = t.unlearning_logged ? 0 : 1;
+    for (const DefenseSpec& d : defenses_) {
+      DefenseTodo dt{d, d.kind == "none" || log_->has(defended_key(runs[i], d)), {}};
+      for (const std::string& a : s_.plan.attacks)
+        if (!log_->has(audit::Trial{runs[i], a, d.name()}.key())) dt.attacks.push_back(a);
+      left += (dt.logged ? 0 : 1) + static_cast<int64_t>(dt.attacks.size());
+      if (!dt.logged || !dt.attacks.empty()) t.defenses.push_back(std::move(dt));
+    }
+    if (left == 0) continue;
+    total += left;
     todo.push_back(std::move(t));
   }
-  const int64_t planned = static_cast<int64_t>(runs.size() * (1 + s_.plan.attacks.size()));
+  const int64_t defended = static_cast<int64_t>(defenses_.size()) - 1;
+  const int64_t per_run = 1 + defended + static_cast<int64_t>(defenses_.size() * s_.plan.attacks.size());
+  const int64_t planned = static_cast<int64_t>(runs.size()) * per_run;
   note(g_, "audit: " + std::to_string(runs.size()) + " unlearning runs x " + std::to_string(s_.plan.attacks.size()) +
-               " attacks; " + group_digits(total) + " of " + group_digits(planned) + " results to go" +
+               " attacks" + (defended > 0 ? " x " + std::to_string(defenses_.size()) + " defense settings" : "") +
+               "; " + group_digits(total) + " of " + group_digits(planned) + " results to go" +
                (shard.count > 1 ? " in shard " + o_.shard : "") + "; models cached in " + work_);
 
   {
     Progress bar("audit", total, g_.quiet);
-    for (const auto& [run, unlearning_logged, pending] : todo) {
+    for (const auto& [run, unlearning_logged, defenses] : todo) {
       const std::string where = run->key();
       bar.update(finished, where + ": original");
       Model& original = *original_for(run->forget.seed);
       bar.update(finished, where + ": unlearning");
-      auto target = unlearned_model(*run, original);
+      auto unlearned = unlearned_model(*run, original);
       if (!unlearning_logged) bar.update(++finished, where);
-      for (const std::string& a : pending) {
-        bar.update(finished, where + ": " + a);
-        const auto ta = Clock::now();
-        const audit::Trial trial{*run, a};
-        const std::string stage = a.rfind("hu", 0) == 0 ? "attack hu-label" : "attack " + a.substr(0, a.find('-'));
-        const AttackOutcome outcome = clock_.time(stage, [&] { return attack(trial, original, *target); });
-        log_->append({{"type", "attack"},
-                      {"key", trial.key()},
-                      {"seed", run->forget.seed},
-                      {"scenario", run->forget.scenario},
-                      {"forget", run->forget.classes},
-                      {"method", run->method},
-                      {"attack", a},
-                      {"classes", original.spec().num_classes},
-                      {"predictions", outcome.predictions},
-                      {"scores", outcome.scores},
-                      {"queries", outcome.queries},
-                      {"seconds", std::chrono::duration<double>(Clock::now() - ta).count()}});
-        bar.update(++finished, where);
+      for (const auto& [defense, defense_logged, pending] : defenses) {
+        std::unique_ptr<Model> defended;
+        if (defense.kind != "none") {
+          bar.update(finished, where + ": defense " + defense.name());
+          defended = defended_model(*run, defense, *unlearned, defense_logged);
+          if (!defense_logged) bar.update(++finished, where);
+        }
+        Model& target = defended ? *defended : *unlearned;
+        for (const std::string& a : pending) {
+          const audit::Trial trial{*run, a, defense.name()};
+          bar.update(finished, trial.key());
+          const auto ta = Clock::now();
+          const std::string stage = a.rfind("hu", 0) == 0 ? "attack hu-label" : "attack " + a.substr(0, a.find('-'));
+          const AttackOutcome outcome = clock_.time(stage, [&] { return attack(trial, original, target); });
+          log_->append({{"type", "attack"},
+                        {"key", trial.key()},
+                        {"seed", run->forget.seed},
+                        {"scenario", run->forget.scenario},
+                        {"forget", run->forget.classes},
+                        {"method", run->method},
+                        {"defense", defense.name()},
+                        {"attack", a},
+                        {"classes", original.spec().num_classes},
+                        {"predictions", outcome.predictions},
+                        {"scores", outcome.scores},
+                        {"queries", outcome.queries},
+                        {"seconds", std::chrono::duration<double>(Clock::now() - ta).count()}});
+          bar.update(++finished, where);
+        }
       }
     }
   }
@@ -457,6 +530,10 @@ Command add_audit_command(CLI::App& parent, GlobalOptions& g) {
       ->delimiter(',');
   app->add_option("--attacks", o->attacks,
                   "Attacks: param-dot, param-diff, invert-white, invert-black, hu-label (default: all)")
+      ->delimiter(',');
+  app->add_option("--defenses", o->defenses,
+                  "Also attack each unlearned model after these defenses: none, noise:SIGMA, prune:RATE, "
+                  "finetune:EPOCHS (on D_aux), e.g. none,noise:0.01,prune:0.5 (default: none)")
       ->delimiter(',');
   app->add_option("--scenario", o->scenarios, "single, multi or single,multi (default: the preset's)")
       ->delimiter(',')

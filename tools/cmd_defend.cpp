@@ -126,9 +126,7 @@ Command add_defend_command(CLI::App& parent, GlobalOptions& g) {
 
   auto ft_o = std::make_shared<DefenseOptions>();
   auto ft = std::make_shared<FinetuneOptions>();
-  ft->train.optim.lr = 0.01f;
-  ft->train.optim.momentum = 0.9f;
-  ft->train.schedule.kind = "constant";
+  ft->train = defense_finetune_recipe(1, 0);  // the flags below replace its parts
   CLI::App* finetune_app = add_defense(*app, "finetune", "Fine-tune on held-out data within a budget", *ft_o);
   add_data_options(*finetune_app, ft->data);
   add_part_options(*finetune_app, ft->part, "aux", "held-out images to fine-tune on");
