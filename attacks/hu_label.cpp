@@ -32,22 +32,6 @@ std::vector<double> class_confidence(Model& model, const Tensor& images, const s
   return out;
 }
 
-// S distinct pixels of D for one probe and step: a partial Fisher-Yates shuffle on Philox draws (every pixel, in
-// order, when S = D).
-void draw_coordinates(int64_t pixels, int64_t count, uint64_t seed, uint64_t step, int64_t probe, int64_t* out,
-                      std::vector<int64_t>& scratch) {
-  scratch.resize(static_cast<size_t>(pixels));
-  std::iota(scratch.begin(), scratch.end(), int64_t{0});
-  if (count < pixels) {
-    const uint64_t stream = (kCoordTag << 32) + step;
-    for (int64_t j = 0; j < count; ++j) {
-      const uint32_t bits = kernels::philox_word(seed, stream, static_cast<uint64_t>(probe * count + j));
-      std::swap(scratch[static_cast<size_t>(j)], scratch[static_cast<size_t>(j + kernels::ga_index(bits, pixels - j))]);
-    }
-  }
-  std::copy(scratch.begin(), scratch.begin() + count, out);
-}
-
 void check_config(const ZooProbeConfig& c) {
   if (c.probes_per_class < 1 || c.iterations < 1 || c.tries < 1 || c.coordinates < 1 || c.max_batch < 2)
     throw UsageError("ZOO: probes per class, iterations, tries and coordinates must be >= 1");
@@ -91,6 +75,20 @@ Probes probes_from_json(const nlohmann::json& j) {
   LETHE_CHECK(p.labels.size() == n && p.confidence.size() == n && p.tries.size() == n && p.accepted.size() == n,
               "cached probes: one label, confidence, try count and flag per probe");
   return p;
+}
+
+void draw_coordinates(int64_t pixels, int64_t count, uint64_t seed, uint64_t step, int64_t probe, int64_t* out,
+                      std::vector<int64_t>& scratch) {
+  scratch.resize(static_cast<size_t>(pixels));
+  std::iota(scratch.begin(), scratch.end(), int64_t{0});
+  if (count < pixels) {
+    const uint64_t stream = (kCoordTag << 32) + step;
+    for (int64_t j = 0; j < count; ++j) {
+      const uint32_t bits = kernels::philox_word(seed, stream, static_cast<uint64_t>(probe * count + j));
+      std::swap(scratch[static_cast<size_t>(j)], scratch[static_cast<size_t>(j + kernels::ga_index(bits, pixels - j))]);
+    }
+  }
+  std::copy(scratch.begin(), scratch.begin() + count, out);
 }
 
 Probes make_probes(Model& original, const ZooProbeConfig& cfg, const ZooProgressFn& progress) {

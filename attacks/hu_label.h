@@ -58,6 +58,11 @@ Probes probes_from_json(const nlohmann::json& j);
 // Progress of probe making: ZOO steps done of at most `total`, probes accepted, queries so far.
 using ZooProgressFn = std::function<void(int64_t step, int64_t total, int64_t accepted, int64_t queries)>;
 
+// The pixels one ZOO step moves: S = count distinct pixels of D = pixels for one probe and step, by a partial
+// Fisher-Yates shuffle on Philox draws (seed, step, probe); every pixel, in order, when S = D. Writes out[0..S).
+void draw_coordinates(int64_t pixels, int64_t count, uint64_t seed, uint64_t step, int64_t probe, int64_t* out,
+                      std::vector<int64_t>& scratch);
+
 // Makes the probes against `original` (output probabilities only). Deterministic for a seed and backend.
 Probes make_probes(Model& original, const ZooProbeConfig& cfg, const ZooProgressFn& progress = {});
 

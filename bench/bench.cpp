@@ -3,10 +3,12 @@
 // fused parameter comparison (Backend::compare_params, GB/s) of 16 aux vectors against a ResNet-18-sized target, next
 // to this machine's streaming-read bandwidth measured in the same run; and the inversion attacks' inner loops, the
 // attack's own code (attacks/invert.h): a white-box step over 10 prototypes (steps/s) and one generation of the
-// genetic algorithm, K = 10 populations of P = 1024 (images/s, next to inference alone on the same batch).
+// genetic algorithm, K = 10 populations of P = 1024 (images/s, next to inference alone on the same batch); and one
+// ZOO step of Hu et al.'s label-inference probe making (attacks/hu_label.h) over 10 probes, S = 784 coordinates
+// each: the 15,680 query images, their batched forward and the coordinate-Adam update (images/s, each image a query).
 // Each workload warms up, then reports the median of several timed repetitions.
 //
-//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga] [--profile]
+//   lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga|zoo] [--profile]
 //
 // --profile times each layer's forward and backward separately (plus normalisation, loss and optimizer) for one
 // batch of each workload, to show where the time goes.
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
+#include "attacks/hu_label.h"
 #include "attacks/invert.h"
 #include "datasets/registry.h"
 #include "engine/loss.h"
@@ -31,6 +35,7 @@
 #include "engine/optim.h"
 #include "engine/trainer.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/zoo.h"
 #include "bench/guarded_main.h"
 #include "nets/nets.h"
 
@@ -77,10 +82,10 @@ Options parse_args(int argc, char** argv) {
     } else if (arg == "--only") {
       opt.only = value();
       if (opt.only != "train" && opt.only != "infer" && opt.only != "inputgrad" && opt.only != "compare" &&
-          opt.only != "invert" && opt.only != "ga")
-        throw UsageError("--only takes train, infer, inputgrad, compare, invert or ga, got '" + opt.only + "'");
+          opt.only != "invert" && opt.only != "ga" && opt.only != "zoo")
+        throw UsageError("--only takes train, infer, inputgrad, compare, invert, ga or zoo, got '" + opt.only + "'");
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga] "
+      std::cout << "usage: lethe_bench [--threads N] [--json] [--only train|infer|inputgrad|compare|invert|ga|zoo] "
                    "[--profile]\n";
       std::exit(0);
     } else {
@@ -284,6 +289,75 @@ Result bench_ga(Model& model) {
   r.extra = {{"batch", static_cast<double>(images)},
              {"infer_images_per_s", median(infer)},
              {"ms_per_generation", 1e3 * static_cast<double>(images) / median(r.runs)}};
+  return r;
+}
+
+// ---------------------------------------------------------------- ZOO label-inference probes
+
+// Hu et al.'s settings as attacks::ZooProbeConfig has them: S = 1024 coordinates (capped at the image's pixels, as
+// make_probes caps them), h = 1e-4 and Adam's constants from kernels::ZooHyper, lr 0.1; one probe per class.
+constexpr int64_t kZooCoordinates = 1024;
+constexpr float kZooLr = 0.1f;
+constexpr int kZooSteps = 5;
+constexpr uint64_t kZooSeed = 0;
+
+// ZOO steps of make_probes over one probe per class, every probe active: per step the coordinate draw, the 2S query
+// images of every probe (Backend::zoo_queries), one batched forward of all of them and the coordinate-Adam update
+// (Backend::zoo_step). The acceptance check make_probes runs after each step (a forward of the 10 probes) is left
+// out. images/s = queries/s = 10·2S / (time of one step); the extras split a step into its three parts.
+Result bench_zoo(Model& model) {
+  Backend& be = model.backend();
+  const ModelSpec& spec = model.spec();
+  const int64_t probes = spec.num_classes, pixels = spec.channels * spec.height * spec.width;
+  const int64_t coords_per_probe = std::min(kZooCoordinates, pixels);
+  const int64_t query_rows = probes * 2 * coords_per_probe;
+  std::vector<int64_t> probe_ids(static_cast<size_t>(probes));
+  std::iota(probe_ids.begin(), probe_ids.end(), int64_t{0});
+  const Tensor rows = Tensor::from_labels(probe_ids), labels = rows;  // probe m targets class m
+
+  // Fresh starts as the attack draws them: clip(N(0, 1), 0, 1), Adam's moments 0 and its bias-correction powers 1.
+  Tensor x = Tensor::empty({probes, pixels});
+  be.fill_normal(x, 0.0f, 1.0f, kZooSeed, 0);
+  be.clamp(x, 0.0f, 1.0f);
+  Tensor state = Tensor::empty({kernels::kZooStatePlanes, probes, pixels});
+  const Tensor state_rows = state.reshape({kernels::kZooStatePlanes * probes, pixels});
+  Tensor moments = state_rows.rows(0, 2 * probes), powers = state_rows.rows(2 * probes, 2 * probes);
+  be.fill(moments, 0.0f);
+  be.fill(powers, 1.0f);
+  const Tensor lr = Tensor::full({probes}, kZooLr);
+  const kernels::ZooHyper hyper;
+
+  Tensor coords = Tensor::empty({probes, coords_per_probe}, DType::I64);
+  Tensor queries = Tensor::empty({query_rows, pixels}), logits;
+  std::vector<int64_t> scratch;
+  std::vector<double> build_ms, forward_ms, update_ms;
+  Result r{"zoo", "images/s", {}};  // images = queries shown to the model
+  for (int step = 0; step < 1 + kZooSteps; ++step) {  // step 0 warms up
+    const auto t0 = Clock::now();
+    for (int64_t m = 0; m < probes; ++m)
+      attacks::draw_coordinates(pixels, coords_per_probe, kZooSeed, static_cast<uint64_t>(step), m,
+                                coords.i64() + m * coords_per_probe, scratch);
+    be.zoo_queries(x, rows, coords, hyper.h, queries);
+    const auto t1 = Clock::now();
+    model.infer_logits(queries.reshape(spec.input_shape(query_rows)), logits);
+    const auto t2 = Clock::now();
+    be.zoo_step(x, rows, coords, logits, labels, lr, state, hyper);
+    const auto t3 = Clock::now();
+    if (step == 0) continue;
+    r.runs.push_back(static_cast<double>(query_rows) / std::chrono::duration<double>(t3 - t0).count());
+    build_ms.push_back(1e3 * std::chrono::duration<double>(t1 - t0).count());
+    forward_ms.push_back(1e3 * std::chrono::duration<double>(t2 - t1).count());
+    update_ms.push_back(1e3 * std::chrono::duration<double>(t3 - t2).count());
+  }
+  const double med = median(r.runs);
+  r.extra = {{"probes", static_cast<double>(probes)},
+             {"coordinates", static_cast<double>(coords_per_probe)},
+             {"queries_per_step", static_cast<double>(query_rows)},
+             {"steps_per_s", med / static_cast<double>(query_rows)},
+             {"ms_per_step", 1e3 * static_cast<double>(query_rows) / med},
+             {"build_ms", median(build_ms)},
+             {"forward_ms", median(forward_ms)},
+             {"update_ms", median(update_ms)}};
   return r;
 }
 
@@ -555,6 +629,7 @@ int run(const Options& opt) {
   if (opt.only.empty() || opt.only == "inputgrad") emit(bench_inputgrad(*model, bd.data), opt, bd.description);
   if (opt.only.empty() || opt.only == "invert") emit(bench_invert(*model), opt, bd.description);
   if (opt.only.empty() || opt.only == "ga") emit(bench_ga(*model), opt, bd.description);
+  if (opt.only.empty() || opt.only == "zoo") emit(bench_zoo(*model), opt, bd.description);
   if (opt.only.empty()) {
     model.reset();
     bd.data = Dataset();  // the comparison wants the memory

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/bench.cpp: the same three LeNet-5 workloads on the same data and thread count, the
 fused parameter comparison (16 aux vectors against a ResNet-18-sized target: dot products and squared norms), the
-white-box inversion step over 10 prototypes, and inference on the batch of one GA generation (10 x 1024 images).
+white-box inversion step over 10 prototypes, inference on the batch of one GA generation (10 x 1024 images), and
+one ZOO step of Hu et al.'s label-inference probe making (10 probes x 1568 queries).
 
 Prints one JSON object per workload line (the same fields lethe_bench --json prints), so bench/run can put both
 side by side. Exits 77 if torch is not importable, so callers can tell "peer skipped" from a failure.
@@ -241,6 +242,60 @@ def bench_ga_infer(model):
     return runs
 
 
+ZOO_COORDINATES, ZOO_H, ZOO_LR, ZOO_BETA1, ZOO_BETA2, ZOO_EPS, ZOO_STEPS = 1024, 1e-4, 0.1, 0.9, 0.999, 1e-8, 5
+
+
+def zoo_step(model, x, labels, coords, adam):
+    """One ZOO step of Hu et al.'s probe making (Lethe's attacks/hu_label.cpp): the 2S queries of every probe (x with
+    pixel coords[a, j] moved by +h and by -h), one batched forward, f = -log p_y in float64 from the logits, the
+    symmetric difference (f(x + h e_i) - f(x - h e_i)) / 2h per coordinate, and an Adam step of each drawn pixel with
+    its own moments and step counter, clamped to [0, 1]. x [A, D], coords [A, S]; adam = (m, v, t), each [A, D]."""
+    probes = x.shape[0]
+    s = coords.shape[1]
+    queries = x[:, None, None, :].repeat(1, s, 2, 1)  # [A, S, 2, D]: query 2j + sign of each probe
+    offsets = torch.tensor([ZOO_H, -ZOO_H]).view(1, 1, 2, 1).expand(probes, s, 2, 1)
+    queries.scatter_add_(3, coords[:, :, None, None].expand(probes, s, 2, 1), offsets)
+    with torch.no_grad():
+        logits = model(queries.view(-1, 1, 28, 28))
+    log_p = F.log_softmax(logits.double(), dim=1).view(probes, s, 2, -1)
+    f = -log_p.gather(3, labels.view(probes, 1, 1, 1).expand(probes, s, 2, 1)).squeeze(3)
+    g = ((f[:, :, 0] - f[:, :, 1]) / (2 * ZOO_H)).float()
+    m, v, t = adam
+    t_c = t.gather(1, coords) + 1
+    m_c = ZOO_BETA1 * m.gather(1, coords) + (1 - ZOO_BETA1) * g
+    v_c = ZOO_BETA2 * v.gather(1, coords) + (1 - ZOO_BETA2) * g * g
+    m_hat = m_c / (1 - ZOO_BETA1 ** t_c)
+    v_hat = v_c / (1 - ZOO_BETA2 ** t_c)
+    x_c = (x.gather(1, coords) - ZOO_LR * m_hat / (v_hat.sqrt() + ZOO_EPS)).clamp_(0.0, 1.0)
+    for tensor, update in ((x, x_c), (m, m_c), (v, v_c), (t, t_c)):
+        tensor.scatter_(1, coords, update)
+
+
+def bench_zoo(model):
+    """ZOO steps over one probe per class (10 x 2 x 784 = 15680 queries a step), as lethe_bench's bench_zoo: 1
+    warm-up step, then the median of 5, in images/s (queries/s). Every pixel is drawn when S >= D, as the attack
+    does."""
+    model.eval()
+    probes, pixels = 10, 28 * 28
+    s = min(ZOO_COORDINATES, pixels)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(probes, pixels, generator=gen).clamp_(0.0, 1.0)
+    adam = (torch.zeros(probes, pixels), torch.zeros(probes, pixels), torch.zeros(probes, pixels))
+    labels = torch.arange(probes)
+    runs = []
+    for step in range(1 + ZOO_STEPS):
+        t0 = time.perf_counter()
+        if s < pixels:
+            coords = torch.rand(probes, pixels, generator=gen).argsort(dim=1)[:, :s]
+        else:
+            coords = torch.arange(pixels).repeat(probes, 1)
+        zoo_step(model, x, labels, coords, adam)
+        elapsed = time.perf_counter() - t0
+        if step >= 1:
+            runs.append(probes * 2 * s / elapsed)
+    return runs
+
+
 COMPARE_AUX, COMPARE_REPS = 16, 7
 
 
@@ -339,7 +394,7 @@ def profile(model, x, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", choices=["train", "infer", "inputgrad", "compare", "invert", "ga"])
+    parser.add_argument("--only", choices=["train", "infer", "inputgrad", "compare", "invert", "ga", "zoo"])
     parser.add_argument("--json", action="store_true", help="one JSON object per workload line")
     parser.add_argument("--profile", action="store_true", help="print torch's operator profile to stderr")
     args = parser.parse_args()
@@ -373,6 +428,8 @@ def main():
         emit("invert", "steps/s", bench_invert(model), args.threads, data, args.json)
     if args.only in (None, "ga"):
         emit("ga", "images/s", bench_ga_infer(model), args.threads, data, args.json)
+    if args.only in (None, "zoo"):
+        emit("zoo", "images/s", bench_zoo(model), args.threads, data, args.json)
     if args.only is None:
         del x, y, model
         emit("compare", "GB/s", bench_compare(False), args.threads, compare_data, args.json)
