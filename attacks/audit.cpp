@@ -141,6 +141,7 @@ ResultsLog::ResultsLog(std::string path) : path_(std::move(path)) {
   const std::vector<Line> lines = read_lines(path_);
   bool broken = false;
   rows_ = parse_results(path_, lines, &broken);
+  for (const nlohmann::json& row : rows_) keys_.insert(row["key"].get<std::string>());
   if (!broken) return;
   // Rewrite the file without the broken last line, so the next append starts on a line of its own.
   std::string kept;
@@ -150,9 +151,7 @@ ResultsLog::ResultsLog(std::string path) : path_(std::move(path)) {
   dropped_ = 1;
 }
 
-bool ResultsLog::has(const std::string& key) const {
-  return std::any_of(rows_.begin(), rows_.end(), [&](const nlohmann::json& r) { return r["key"] == key; });
-}
+bool ResultsLog::has(const std::string& key) const { return keys_.count(key) > 0; }
 
 void ResultsLog::append(const nlohmann::json& row) {
   if (!row.is_object() || !row.contains("key")) throw std::logic_error("ResultsLog::append: a row needs a key");
@@ -171,6 +170,7 @@ void ResultsLog::append(const nlohmann::json& row) {
   ::fsync(fd);  // a finished trial survives a crash of the machine, not only of the process
   ::close(fd);
   rows_.push_back(row);
+  keys_.insert(row["key"].get<std::string>());
 }
 
 std::vector<nlohmann::json> read_results_dir(const std::string& dir) {

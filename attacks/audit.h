@@ -7,6 +7,7 @@
 // summary is the one place that compares a prediction with the classes that were forgotten.
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -75,6 +76,7 @@ class ResultsLog {
  private:
   std::string path_;
   std::vector<nlohmann::json> rows_;
+  std::unordered_set<std::string> keys_;  // of rows_
   int64_t dropped_ = 0;
 };
 
@@ -84,6 +86,9 @@ std::vector<nlohmann::json> read_results_dir(const std::string& dir);
 
 // The number of m-class sets of K classes, 1 / that being the chance of naming a set exactly.
 double chance_of_exact_set(int64_t num_classes, int64_t m);
+
+// A file name from a key or title: letters, digits and - . = , kept, anything else '_' ("seed=0_single_forget=3_...").
+std::string file_stem(const std::string& text);
 
 // A table of the report, rendered to markdown and HTML alike.
 struct Table {

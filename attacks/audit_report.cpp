@@ -1,5 +1,6 @@
 // The audit's report: the summary tables (markdown, CSV, JSON), the figures, and index.html, all from result rows.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 
 #include "attacks/audit.h"
 #include "attacks/plot.h"
+#include "datasets/bytes.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
 
@@ -53,6 +55,8 @@ std::vector<int64_t> int_list(const nlohmann::json& j) {
 std::string column_of(const std::string& attack, const std::string& variant) {
   return variant.empty() ? attack : attack + " · " + variant;
 }
+
+constexpr size_t kMaxFigureBytes = size_t{64} << 20;  // a prototype grid is kilobytes; this only bounds a stray file
 
 const char* kIntro =
     "ASR: the fraction of trials whose predicted set of forgotten classes is exactly the forgotten set; mean ± "
@@ -106,33 +110,23 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-std::string read_whole(const std::filesystem::path& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw InputError(path.string() + ": cannot read");
-  std::string bytes;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
-  std::fclose(f);
-  return bytes;
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size())
+    text.replace(at, from.size(), to);
+  return text;
 }
 
-// A file name from a key or title: letters, digits, '-', '.', '=' and ',' kept, anything else '_'.
+// The built-in font is ASCII: the tables' "·" becomes "/" in figure text.
+std::string ascii(const std::string& text) { return replace_all(text, "·", "/"); }
+
+}  // namespace
+
 std::string file_stem(const std::string& text) {
   std::string s;
   for (const char c : text)
     s += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '=' || c == ',' ? c : '_';
   return s;
 }
-
-// The built-in font is ASCII: the tables' "·" becomes "/" in figure text.
-std::string ascii(const std::string& text) {
-  std::string s = text;
-  for (size_t at; (at = s.find("·")) != std::string::npos;) s.replace(at, std::string("·").size(), "/");
-  return s;
-}
-
-}  // namespace
 
 Summary summarise(const std::vector<nlohmann::json>& rows) {
   // ASR cells: (scenario, method, column) -> per seed (hits, trials); chance and queries alongside.
@@ -326,9 +320,7 @@ std::vector<Figure> figures_of(const std::vector<nlohmann::json>& rows) {
       strip.highlight.push_back(false);
     }
     const int64_t width = std::max<int64_t>(640, 100 * static_cast<int64_t>(strip.groups.size()));
-    std::string name = column;
-    for (size_t at; (at = name.find(" · ")) != std::string::npos;) name.replace(at, std::string(" · ").size(), "-");
-    figures.push_back({"scores-" + file_stem(name) + ".png", strip.title,
+    figures.push_back({"scores-" + file_stem(replace_all(column, " · ", "-")) + ".png", strip.title,
                        plot::encode_png(plot::render_strip_plot(strip, width, 400))});
   }
   return figures;
@@ -379,7 +371,8 @@ void write_report(const std::string& dir, const std::vector<nlohmann::json>& row
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(d / "prototypes", ec))
     if (entry.path().extension() == ".png")
-      prototypes.push_back({entry.path().filename().string(), entry.path().stem().string(), read_whole(entry.path())});
+      prototypes.push_back({entry.path().filename().string(), entry.path().stem().string(),
+                            read_file_bytes(entry.path().string(), kMaxFigureBytes)});
   std::sort(prototypes.begin(), prototypes.end(), [](const Figure& a, const Figure& b) { return a.file < b.file; });
   write_file_atomic((d / "index.html").string(), html_report(summary, figures, prototypes));
 }

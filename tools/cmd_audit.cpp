@@ -21,9 +21,9 @@
 #include "attacks/work_cache.h"
 #include "datasets/png_grid.h"
 #include "datasets/registry.h"
-#include "engine/unlearn/methods.h"
 #include "engine/defenses.h"
 #include "engine/profile_range.h"
+#include "engine/unlearn/methods.h"
 #include "engine/unlearn/metrics.h"
 #include "nets/nets.h"
 #include "tools/common.h"
@@ -140,6 +140,11 @@ class Audit {
   void configure();
   std::unique_ptr<Model>& original_for(uint64_t seed);
   const Dataset& aux_for(uint64_t seed);
+  struct RunData;
+  RunData run_data(const audit::UnlearningRun& run);
+  TrainConfig original_recipe(uint64_t seed) const;
+  void log_metrics(const std::string& type, const std::string& key, const audit::UnlearningRun& run, Model& model,
+                   nlohmann::json extra);
   std::unique_ptr<Model> unlearned_model(const audit::UnlearningRun& run, Model& original);
   std::unique_ptr<Model> defended_model(const audit::UnlearningRun& run, const DefenseSpec& defense,
                                         const Model& unlearned, bool logged);
@@ -159,7 +164,14 @@ class Audit {
   std::vector<DefenseSpec> defenses_;
   std::optional<audit::ResultsLog> log_;
   StageClock clock_;
-  std::string stage_;
+};
+
+// The data of one unlearning run: its split (the seed's, with the run's classes forgotten) and the parts the method
+// and the metrics use.
+struct Audit::RunData {
+  SplitSpec spec;
+  SplitParts parts;
+  Dataset forget, retain, test;
 };
 
 SplitSpec split_for(const std::string& dataset, uint64_t seed, double aux_fraction) {
@@ -170,14 +182,19 @@ SplitSpec split_for(const std::string& dataset, uint64_t seed, double aux_fracti
   return spec;
 }
 
+// lethe train's recipe for the original, with the dataset's default augmentation; the descent methods retrain by it.
+TrainConfig Audit::original_recipe(uint64_t seed) const {
+  TrainConfig recipe = standard_recipe(s_.epochs, seed);
+  recipe.augment = default_augment(full_train_.name);
+  return recipe;
+}
+
 std::unique_ptr<Model>& Audit::original_for(uint64_t seed) {
   std::unique_ptr<Model>& slot = originals_[seed];
   if (slot) return slot;
   const SplitSpec spec = split_for(full_train_.name, seed, o_.aux_fraction);
-  const SplitParts parts = make_split(spec, full_train_, full_test_);
-  const Dataset train_set = subset(full_train_, parts.train);
-  TrainConfig recipe = standard_recipe(s_.epochs, seed);
-  recipe.augment = default_augment(full_train_.name);
+  const Dataset train_set = subset(full_train_, make_split(spec, full_train_, full_test_).train);
+  const TrainConfig recipe = original_recipe(seed);
   const ModelSpec model_spec = spec_for_data(o_.net, train_set);
   const nlohmann::json key = {{"v", kAuditCacheVersion}, {"net", o_.net},
                               {"data", attacks::data_hash(train_set)}, {"split", spec.to_json()},
@@ -193,40 +210,51 @@ std::unique_ptr<Model>& Audit::original_for(uint64_t seed) {
   return slot;
 }
 
+Audit::RunData Audit::run_data(const audit::UnlearningRun& run) {
+  RunData d;
+  d.spec = split_for(full_train_.name, run.forget.seed, o_.aux_fraction);
+  d.spec.forget.classes = run.forget.classes;
+  d.parts = make_split(d.spec, full_train_, full_test_);
+  d.forget = subset(full_train_, d.parts.forget);
+  d.retain = subset(full_train_, d.parts.retain);
+  d.test = subset(full_test_, d.parts.test);
+  return d;
+}
+
+// A row of UA, RA, TA and MIA-efficacy for `model` (unlearned, or defended after that) under the run's split, with
+// the run's coordinates and `extra` fields.
+void Audit::log_metrics(const std::string& type, const std::string& key, const audit::UnlearningRun& run,
+                        Model& model, nlohmann::json extra) {
+  const RunData d = run_data(run);
+  const unlearn::UnlearningMetrics metrics = clock_.time("unlearning metrics", [&] {
+    return unlearn::measure_unlearning(model, d.forget, d.retain, d.test, d.spec.forget.classes);
+  });
+  nlohmann::json row = {{"type", type},         {"key", key},
+                        {"seed", run.forget.seed}, {"scenario", run.forget.scenario},
+                        {"forget", run.forget.classes}, {"method", run.method},
+                        {"classes", model.spec().num_classes}, {"metrics", metrics.to_json()}};
+  row.update(extra);
+  log_->append(row);
+}
+
 std::unique_ptr<Model> Audit::unlearned_model(const audit::UnlearningRun& run, Model& original) {
   const uint64_t seed = run.forget.seed;
-  SplitSpec spec = split_for(full_train_.name, seed, o_.aux_fraction);
-  spec.forget.classes = run.forget.classes;
-  const SplitParts parts = make_split(spec, full_train_, full_test_);
-  const Dataset forget = subset(full_train_, parts.forget);
-  const Dataset retain = subset(full_train_, parts.retain);
-  TrainConfig recipe = standard_recipe(s_.epochs, seed);
-  recipe.augment = default_augment(full_train_.name);
-  unlearn::UnlearnConfig cfg = unlearn::default_config(run.method, recipe);
+  const RunData d = run_data(run);
+  unlearn::UnlearnConfig cfg = unlearn::default_config(run.method, original_recipe(seed));
   cfg.seed = cfg.train.seed = seed;
   const nlohmann::json key = {{"v", kAuditCacheVersion}, {"original", attacks::model_hash(original)},
-                              {"forget", run.forget.classes}, {"split", spec.hash()}, {"config", cfg.to_json()}};
+                              {"forget", run.forget.classes}, {"split", d.spec.hash()}, {"config", cfg.to_json()}};
   auto model = clock_.time("unlearn", [&] {
     return cache_->model("unlearned-" + run.method, key, *be_, [&] {
       auto m = run.method == "retrain" ? make_model(original.spec(), *be_, seed) : attacks::copy_of(original);
       const unlearn::UnlearnResult r =
-          unlearn::run_unlearning(*m, cfg, {forget, retain, spec.forget.classes, parts.forget});
+          unlearn::run_unlearning(*m, cfg, {d.forget, d.retain, d.spec.forget.classes, d.parts.forget});
       m->metadata() = {{"unlearning", r.to_json()}};  // kept in the cache, so a cached model reports its cost
       return m;
     });
   });
   const double seconds = model->metadata().value("unlearning", nlohmann::json::object()).value("seconds", 0.0);
-  if (!log_->has(run.key())) {
-    const Dataset test = subset(full_test_, parts.test);
-    const unlearn::UnlearningMetrics metrics = clock_.time("unlearning metrics", [&] {
-      return unlearn::measure_unlearning(*model, forget, retain, test, spec.forget.classes);
-    });
-    log_->append({{"type", "unlearning"},     {"key", run.key()},
-                  {"seed", seed},             {"scenario", run.forget.scenario},
-                  {"forget", run.forget.classes}, {"method", run.method},
-                  {"classes", original.spec().num_classes}, {"metrics", metrics.to_json()},
-                  {"seconds", seconds}});
-  }
+  if (!log_->has(run.key())) log_metrics("unlearning", run.key(), run, *model, {{"seconds", seconds}});
   model->metadata() = nlohmann::json::object();  // the attacks never see the forget spec or the method
   return model;
 }
@@ -246,21 +274,9 @@ std::unique_ptr<Model> Audit::defended_model(const audit::UnlearningRun& run, co
   const nlohmann::json record =
       clock_.time("defense", [&] { return apply_defense(*model, defense, &aux_for(seed), seed); });
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!logged) {
-    SplitSpec spec = split_for(full_train_.name, seed, o_.aux_fraction);
-    spec.forget.classes = run.forget.classes;
-    const SplitParts parts = make_split(spec, full_train_, full_test_);
-    const unlearn::UnlearningMetrics metrics = clock_.time("unlearning metrics", [&] {
-      return unlearn::measure_unlearning(*model, subset(full_train_, parts.forget), subset(full_train_, parts.retain),
-                                         subset(full_test_, parts.test), spec.forget.classes);
-    });
-    log_->append({{"type", "defense"},       {"key", defended_key(run, defense)},
-                  {"seed", seed},             {"scenario", run.forget.scenario},
-                  {"forget", run.forget.classes}, {"method", run.method},
-                  {"defense", defense.name()}, {"classes", unlearned.spec().num_classes},
-                  {"record", record},         {"metrics", metrics.to_json()},
-                  {"seconds", seconds}});
-  }
+  if (!logged)
+    log_metrics("defense", defended_key(run, defense), run, *model,
+                {{"defense", defense.name()}, {"record", record}, {"seconds", seconds}});
   model->metadata() = nlohmann::json::object();
   return model;
 }
@@ -306,11 +322,10 @@ AttackOutcome Audit::attack(const audit::Trial& trial, Model& original, Model& t
       out.scores[criterion] = r.scores;
     }
     out.queries = r.queries;
-    std::string name = trial.key();
-    std::replace(name.begin(), name.end(), '/', '_');
     const std::filesystem::path dir = std::filesystem::path(o_.out) / "prototypes";
     std::filesystem::create_directories(dir);
-    write_png_grid((dir / (name + ".png")).string(), r.prototypes, r.prototypes.dim(0), /*scale=*/2);
+    write_png_grid((dir / (audit::file_stem(trial.key()) + ".png")).string(), r.prototypes, r.prototypes.dim(0),
+                   /*scale=*/2);
   } else if (trial.attack == "hu-label") {
     auto found = probes_.find(seed);
     if (found == probes_.end()) {
